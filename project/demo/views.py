@@ -1,0 +1,37 @@
+"""Demo API: a call to a flaky upstream, protected by the "upstream" circuit breaker."""
+
+from rest_framework import status
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from resilience import CircuitOpenError, breakers, circuit_breaker
+
+from . import upstream
+
+
+@circuit_breaker("upstream")
+def protected_quote() -> dict:
+    return upstream.fetch_quote()
+
+
+@api_view(["GET"])
+def quote(request: Request) -> Response:
+    try:
+        return Response(protected_quote())
+    except CircuitOpenError as exc:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else {}
+        return Response({"detail": "The quote service is unavailable."}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+    except ConnectionError:
+        return Response({"detail": "The quote service failed."}, status=status.HTTP_502_BAD_GATEWAY)
+
+
+@api_view(["POST"])
+def chaos(request: Request) -> Response:
+    """POST {"failure_rate": 0.8} to make the upstream fail (demo only)."""
+    try:
+        rate = float(request.data.get("failure_rate", 0))
+    except (TypeError, ValueError):
+        return Response({"detail": "failure_rate must be a number between 0 and 1."}, status=400)
+    upstream.set_failure_rate(rate)
+    return Response({"failure_rate": upstream.failure_rate, "breaker": breakers.get_or_create("upstream").state})

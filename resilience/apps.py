@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ResilienceConfig(AppConfig):
+    name = "resilience"
+    verbose_name = "Resilience"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, history  # noqa: F401 - registers the system checks
+
+        history.connect()

@@ -1,0 +1,145 @@
+"""The ``RESILIENCE`` settings dict, read through one lazy object (DRF's ``api_settings`` pattern).
+
+Nothing binds a setting at import time; ``setting_changed`` reloads the object and everything
+built from it (breakers, stores, metrics sinks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from .core.breaker_config import BreakerConfig
+from .exceptions import ConfigurationError
+
+DEFAULTS: dict[str, Any] = {
+    "REDIS": None,  # django-redis cache alias or redis:// URL; None: in-process state (one worker)
+    "REDIS_TIMEOUT": 0.1,  # seconds any Redis command of the library may take before local fallback
+    "KEY_PREFIX": "resilience",  # prefix of every Redis key and channel
+    "SYNC_INTERVAL": 0.5,  # seconds between full re-reads of shared breaker state (pub/sub is instant)
+    "STATE_TTL": 30 * 86_400,  # seconds a breaker's shared state lives after its last change
+    "HISTORY": True,  # record transitions and manual actions in the CircuitEvent model
+    "BREAKERS": {"default": {}},  # per-name breaker settings; "default" applies to every breaker
+    "METRICS": {"SINKS": []},  # dotted paths of resilience.metrics.MetricsSink subclasses
+    "TRUSTED_PROXIES": [],
+    "TENANT_RESOLVER": "resilience.auth.entra_tenant",
+    "RETRY": {},
+    "ROUTES": [],
+    "ALERTS": {},
+    "AWS": {},
+}
+ROOT = "RESILIENCE"
+_listeners: list[Callable[[], None]] = []
+
+
+def _positive(key: str, value: Any, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value <= high:
+        raise ConfigurationError(f'{ROOT}["{key}"] must be a number above 0 and at most {high:g}, got {value!r}')
+
+
+def _exceptions(value: Any, path: str) -> tuple[type[BaseException], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigurationError(f"{path} must be a list of exception classes or dotted paths, got {value!r}")
+    classes = []
+    for item in value:
+        try:
+            cls = import_string(item) if isinstance(item, str) else item
+        except ImportError as exc:
+            raise ConfigurationError(f"{path} names {item!r}, which cannot be imported") from exc
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise ConfigurationError(f"{path} must name exception classes, got {item!r}")
+        classes.append(cls)
+    return tuple(classes)
+
+
+class ResilienceSettings:
+    """Validated view of ``settings.RESILIENCE``; attribute access by key (``resilience_settings.REDIS``)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] | None = None
+        self._breakers: dict[str, BreakerConfig] = {}
+
+    def _load(self) -> dict[str, Any]:
+        user = getattr(django_settings, ROOT, {})
+        if not isinstance(user, dict):
+            raise ConfigurationError(f"{ROOT} must be a dict, got {type(user).__name__}")
+        unknown = sorted(str(k) for k in user if k not in DEFAULTS)
+        if unknown:
+            raise ConfigurationError(f"{ROOT} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(DEFAULTS)}")
+        values = {**DEFAULTS, **user}
+        redis_setting = values["REDIS"]
+        if redis_setting is not None and (not isinstance(redis_setting, str) or not redis_setting.strip()):
+            raise ConfigurationError(f'{ROOT}["REDIS"] must be a cache alias or a redis:// URL, got {redis_setting!r}')
+        _positive("REDIS_TIMEOUT", values["REDIS_TIMEOUT"], 30)
+        _positive("SYNC_INTERVAL", values["SYNC_INTERVAL"], 60)
+        _positive("STATE_TTL", values["STATE_TTL"], 365 * 86_400)
+        prefix = values["KEY_PREFIX"]
+        if not isinstance(prefix, str) or not prefix or not prefix.isprintable() or len(prefix) > 64 or "{" in prefix:
+            raise ConfigurationError(f'{ROOT}["KEY_PREFIX"] must be 1-64 printable characters without braces, got {prefix!r}')
+        self._breakers = self._load_breakers(values["BREAKERS"])
+        metrics = values["METRICS"]
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("SINKS", []), (list, tuple)):
+            raise ConfigurationError(f'{ROOT}["METRICS"] must be a dict with a list "SINKS", got {metrics!r}')
+        return values
+
+    def _load_breakers(self, raw: Any) -> dict[str, BreakerConfig]:
+        path = f'{ROOT}["BREAKERS"]'
+        if not isinstance(raw, dict):
+            raise ConfigurationError(f"{path} must be a dict of breaker name -> settings, got {type(raw).__name__}")
+        configs: dict[str, BreakerConfig] = {}
+        for name in ["default", *sorted(n for n in raw if n != "default")]:
+            if not isinstance(name, str):
+                raise ConfigurationError(f"{path} keys must be breaker names (str), got {name!r}")
+            entry = raw.get(name, {})
+            entry_path = f'{path}["{name}"]'
+            if isinstance(entry, dict) and "ignore" in entry:
+                entry = {**entry, "ignore": _exceptions(entry["ignore"], f'{entry_path}["ignore"]')}
+            configs[name] = BreakerConfig.from_mapping(entry, entry_path, base=configs.get("default"))
+        return configs
+
+    @property
+    def values(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = self._load()
+        return self._values
+
+    def __getattr__(self, key: str) -> Any:
+        if key not in DEFAULTS:
+            raise AttributeError(f"invalid resilience setting {key!r}")
+        return self.values[key]
+
+    def breaker_config(self, name: str) -> BreakerConfig:
+        """The configured settings of breaker ``name``, or the ``default`` entry."""
+        self.values  # noqa: B018 - loads and validates
+        return self._breakers.get(name) or self._breakers["default"]
+
+    def configured_breakers(self) -> list[str]:
+        self.values  # noqa: B018
+        return [name for name in self._breakers if name != "default"]
+
+    def reload(self) -> None:
+        self._values = None
+        self._breakers = {}
+        for listener in list(_listeners):
+            listener()
+
+
+resilience_settings = ResilienceSettings()
+
+
+def on_reload(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever the RESILIENCE setting changes (tests, override_settings)."""
+    _listeners.append(listener)
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in (ROOT, "CACHES", "DEBUG"):
+        resilience_settings.reload()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="resilience.conf")

@@ -1,0 +1,1 @@
+"""Pure engines: no Django, no Redis. Adapters at the edge feed them time and storage."""

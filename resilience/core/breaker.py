@@ -1,0 +1,344 @@
+"""The circuit breaker: decides locally while closed, asks the shared store otherwise.
+
+A call through a closed breaker touches only process memory (the store's cached view and this
+breaker's sliding window); the store is consulted when the breaker is not closed, when the
+window crosses a threshold, and when a half-open probe finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..exceptions import CallTimeout, CircuitOpenError
+from .breaker_config import BreakerConfig
+from .breaker_state import Outcome, State, StateView
+from .clock import SYSTEM_CLOCK, Clock
+from .event import Event, EventSink, discard
+from .windows import CountWindow, TimeWindow, Window, WindowSnapshot
+
+if TYPE_CHECKING:
+    from ..storage.base import BreakerStore
+
+T = TypeVar("T")
+_PASS = (State.CLOSED, State.DISABLED)
+_CANCELLED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class Ticket:
+    """One admitted call: its generation, start time, and probe permit if it holds one."""
+
+    __slots__ = ("gen", "started", "permit", "done", "timer")
+
+    def __init__(self, gen: int, started: float, permit: str | None) -> None:
+        self.gen, self.started, self.permit, self.done = gen, started, permit, False
+        self.timer: Any = None  # the asyncio.timeout of an ``async with`` block
+
+
+class CircuitBreaker:
+    """Protects one dependency. Use as decorator, ``with``, ``async with`` or ``call()``."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig,
+        store: BreakerStore,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        emit: EventSink = discard,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._store = store
+        self._clock = clock
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._window: Window = self._new_window()
+        self._window_gen = store.view(name).gen
+        self._tickets: contextvars.ContextVar[list[Ticket]] = contextvars.ContextVar(f"breaker:{name}")
+        store.register(name)
+
+    # -- state -------------------------------------------------------------------------------
+    def _new_window(self) -> Window:
+        c = self.config
+        return TimeWindow(c.window) if c.window_type == "time" else CountWindow(c.window)
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open``, ``half_open``, ``forced_open`` or ``disabled``, as every process sees it."""
+        view = self._store.view(self.name)
+        if view.state is State.OPEN and self._store.now() >= view.open_until:
+            return State.HALF_OPEN.value  # the next call will probe
+        return view.state.value
+
+    def view(self) -> StateView:
+        return self._store.view(self.name)
+
+    def local_stats(self) -> WindowSnapshot:
+        """This process's window counts for the current generation."""
+        with self._lock:
+            if self._window_gen != self._store.view(self.name).gen:
+                return WindowSnapshot(0, 0, 0)
+            return self._window.snapshot(self._clock.monotonic())
+
+    def stats(self) -> WindowSnapshot:
+        """Window counts across every process when the store shares them, else this process's."""
+        shared = self._store.shared_stats(self.name)
+        return shared if shared is not None else self.local_stats()
+
+    def reset(self, actor: str | None = None) -> None:
+        """Close the breaker in every process and clear its trip history."""
+        self._manual("reset", actor)
+
+    def force_open(self, actor: str | None = None) -> None:
+        """Reject every call in every process until ``reset()``."""
+        self._manual("force_open", actor)
+
+    def disable(self, actor: str | None = None) -> None:
+        """Let every call through and record nothing, in every process, until ``reset()``."""
+        self._manual("disable", actor)
+
+    def _manual(self, op: str, actor: str | None) -> None:
+        old, view = self._store.manual(self.name, op)
+        self._transition(old, view, reason=op, actor=actor)
+
+    # -- decisions ---------------------------------------------------------------------------
+    def _admit(self) -> Ticket:
+        view = self._store.view(self.name)
+        if view.state in _PASS:
+            return Ticket(view.gen, self._clock.monotonic(), None)
+        if view.state is State.OPEN:  # reject locally while the open period clearly runs
+            wait = view.open_until - self._store.now()
+            if wait > 0.05:
+                self._reject(view, wait)
+        permit = uuid.uuid4().hex
+        decision = self._store.acquire(self.name, self.config, permit, self._permit_ttl())
+        if decision.changed_from is not None:
+            self._transition(decision.changed_from, decision.view, reason="open_for elapsed")
+        if not decision.allowed:
+            self._reject(decision.view, decision.retry_after)
+        return Ticket(decision.view.gen, self._clock.monotonic(), permit if decision.probe else None)
+
+    def _permit_ttl(self) -> float:
+        c = self.config
+        return max(c.timeout or 0.0, c.slow_call or 0.0, min(c.open_for, 60.0), 1.0) * 2
+
+    def _reject(self, view: StateView, retry_after: float | None) -> None:
+        retry = None if view.state is State.FORCED_OPEN else round(max(retry_after or 0.0, 0.0), 3)
+        self._emit(Event("breaker", "rejected", self.name, {"state": view.state.value, "retry_after": retry}))
+        raise CircuitOpenError(self.name, retry, view.state.value)
+
+    def _outcome(self, exc: BaseException | None) -> Outcome:
+        if exc is None:
+            return Outcome.SUCCESS
+        if isinstance(exc, _CANCELLED) or (self.config.ignore and isinstance(exc, self.config.ignore)):
+            return Outcome.CANCEL
+        return Outcome.FAILURE
+
+    def _record(self, ticket: Ticket, outcome: Outcome) -> bool:
+        """Count a closed-state call in the window; True when the window now calls for a trip."""
+        if outcome is Outcome.CANCEL:
+            return False
+        view = self._store.view(self.name)
+        if view.gen != ticket.gen or view.state is not State.CLOSED:
+            return False  # started under another generation: must not change the current one
+        c = self.config
+        now = self._clock.monotonic()
+        slow = c.slow_call is not None and now - ticket.started >= c.slow_call
+        failure = outcome is Outcome.FAILURE
+        with self._lock:
+            if self._window_gen != view.gen:
+                self._window, self._window_gen = self._new_window(), view.gen
+            window = self._window
+            window.record(now, failure, slow)
+            if not (failure or slow):
+                return False
+            snap = window.snapshot(now)
+        if snap.calls < c.minimum_calls:
+            return False
+        return snap.failure_rate >= c.failure_rate or (c.slow_call is not None and snap.slow_rate >= c.slow_rate)
+
+    def _finish(self, ticket: Ticket, exc: BaseException | None) -> None:
+        """Settle a call: count it, trip the breaker or return a probe permit."""
+        if ticket.done:
+            return
+        ticket.done = True
+        outcome = self._outcome(exc)
+        if ticket.permit is None:
+            if self._record(ticket, outcome):
+                self._trip(ticket.gen)
+            return
+        if outcome is Outcome.SUCCESS and self.config.slow_call is not None:
+            if self._clock.monotonic() - ticket.started >= self.config.slow_call:
+                outcome = Outcome.FAILURE  # a slow probe does not prove recovery
+        old, view = self._store.release(self.name, self.config, ticket.gen, ticket.permit, outcome)
+        self._transition(old, view, reason=f"probe {outcome.value}")
+
+    def _trip(self, gen: int) -> None:
+        stats = self.local_stats()
+        old, view = self._store.trip(self.name, self.config, gen)
+        self._transition(old, view, reason="threshold", stats=stats)
+
+    def _transition(
+        self, old: State | None, view: StateView, *, reason: str, actor: str | None = None, stats: WindowSnapshot | None = None
+    ) -> None:
+        if old is None:
+            return
+        stats = stats or self.local_stats()
+        fields: dict[str, Any] = {
+            "old_state": old.value,
+            "new_state": view.state.value,
+            "reason": reason,
+            "generation": view.gen,
+            "failure_rate": round(stats.failure_rate, 2),
+            "slow_rate": round(stats.slow_rate, 2),
+            "calls": stats.calls,
+        }
+        if view.state is State.OPEN:
+            fields["open_for"] = round(max(view.open_until - view.since, 0.0), 3)
+        if actor is not None:
+            fields["actor"] = actor
+        self._emit(Event("breaker", "transition", self.name, fields))
+
+    # -- ways to call ------------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` through the breaker (with the per-call ``timeout`` when configured)."""
+        ticket = self._admit()
+        try:
+            if self.config.timeout is not None:
+                result = _run_with_timeout(self.name, self.config.timeout, fn, args, kwargs)
+            else:
+                result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(ticket, exc)
+            raise
+        self._finish(ticket, None)
+        return result
+
+    async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn`` through the breaker; store round trips run off the event loop."""
+        ticket = await self._aadmit()
+        try:
+            if self.config.timeout is not None:
+                try:
+                    async with asyncio.timeout(self.config.timeout):
+                        result = await fn(*args, **kwargs)
+                except TimeoutError as exc:
+                    raise CallTimeout(self.name, self.config.timeout) from exc
+            else:
+                result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            await self._afinish(ticket, exc)
+            raise
+        await self._afinish(ticket, None)
+        return result
+
+    async def _aadmit(self) -> Ticket:
+        view = self._store.view(self.name)
+        if view.state in _PASS or not self._store.remote:
+            return self._admit()
+        return await asyncio.to_thread(self._admit)
+
+    async def _afinish(self, ticket: Ticket, exc: BaseException | None) -> None:
+        if ticket.permit is None and not self._store.remote:
+            self._finish(ticket, exc)
+        elif ticket.permit is None:
+            outcome = self._outcome(exc)
+            ticket.done = True
+            if self._record(ticket, outcome):
+                await asyncio.to_thread(self._trip, ticket.gen)
+        else:
+            # shield: a cancelled probe must still hand its permit back
+            await asyncio.shield(asyncio.to_thread(self._finish, ticket, exc))
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate a sync or async callable."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await self.acall(fn, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def _push(self, ticket: Ticket) -> None:
+        stack = self._tickets.get(None)
+        self._tickets.set([*stack, ticket] if stack else [ticket])
+
+    def _pop(self) -> Ticket:
+        stack = self._tickets.get()
+        self._tickets.set(stack[:-1])
+        return stack[-1]
+
+    def __enter__(self) -> CircuitBreaker:
+        self._push(self._admit())
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        ticket = self._pop()
+        limit = self.config.timeout
+        if exc is None and limit is not None and self._clock.monotonic() - ticket.started > limit:
+            exc = CallTimeout(self.name, limit)  # a sync block cannot be interrupted: counted afterwards
+        self._finish(ticket, exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        ticket = await self._aadmit()
+        if self.config.timeout is not None:
+            ticket.timer = asyncio.timeout(self.config.timeout)
+            await ticket.timer.__aenter__()
+        self._push(ticket)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        ticket = self._pop()
+        timed_out = False
+        if ticket.timer is not None:
+            try:
+                await ticket.timer.__aexit__(exc_type, exc, tb)
+            except TimeoutError:
+                timed_out = True
+                exc = CallTimeout(self.name, self.config.timeout)
+        await self._afinish(ticket, exc)
+        if timed_out:
+            raise exc  # type: ignore[misc]
+        return False
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self.state}>"
+
+
+def _run_with_timeout(name: str, timeout: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    """Run a sync callable in a helper thread and stop waiting after ``timeout`` seconds.
+
+    Python cannot interrupt a thread, so the call itself runs on; the caller is released on
+    time and the breaker counts the call as failed.
+    """
+    box: dict[str, Any] = {}
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["result"] = ctx.run(fn, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"breaker-{name[:40]}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise CallTimeout(name, timeout)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]

@@ -1,0 +1,68 @@
+"""``circuit_breaker(name)``: decorator, ``with`` and ``async with`` over the shared registry."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from .core.breaker import CircuitBreaker
+from .registry import breakers, validate_name
+
+
+class BreakerHandle:
+    """A named breaker resolved lazily, so settings changes (and tests) take effect."""
+
+    __slots__ = ("name", "overrides", "_breaker", "_version")
+
+    def __init__(self, name: str, overrides: dict[str, Any]) -> None:
+        self.name = validate_name(name)
+        self.overrides = overrides
+        self._breaker: CircuitBreaker | None = None
+        self._version = -1
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        if self._version != breakers.version or self._breaker is None:
+            self._breaker = breakers.get_or_create(self.name, **self.overrides)
+            self._version = breakers.version
+        return self._breaker
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await self.breaker.acall(fn, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return self.breaker.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def __enter__(self) -> CircuitBreaker:
+        breaker = self.breaker
+        breaker.__enter__()
+        return breaker
+
+    def __exit__(self, *exc: Any) -> None:
+        self.breaker.__exit__(*exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        breaker = self.breaker
+        await breaker.__aenter__()
+        return breaker
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        return await self.breaker.__aexit__(*exc)
+
+    def __getattr__(self, attr: str) -> Any:  # .state, .reset(), .force_open() ...
+        return getattr(self.breaker, attr)
+
+
+def circuit_breaker(name: str, **overrides: Any) -> BreakerHandle:
+    """Protect a call with the breaker ``name`` (settings from ``RESILIENCE["BREAKERS"]``, then ``overrides``)."""
+    return BreakerHandle(name, overrides)

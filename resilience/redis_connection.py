@@ -1,0 +1,34 @@
+"""Builds the library's own Redis client from ``RESILIENCE["REDIS"]``, with short timeouts.
+
+A cache alias reuses that django-redis cache's server address but not its timeouts: the library
+must give up on Redis within ``REDIS_TIMEOUT`` however patient the cache is configured to be.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.core.cache import caches
+
+from .exceptions import ConfigurationError
+
+URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def connect(setting: str, timeout: float) -> redis.Redis:
+    """A client for a redis:// URL or a django-redis cache alias."""
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 10}
+    if setting.startswith(URL_SCHEMES):
+        return redis.Redis.from_url(setting, **options)
+    try:
+        cache = caches[setting]
+    except Exception as exc:
+        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {setting!r}, which is not in CACHES') from exc
+    client_of = getattr(getattr(cache, "client", None), "get_client", None)
+    if client_of is None:
+        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {setting!r}, which is not a django-redis cache')
+    kwargs = dict(client_of(True).connection_pool.connection_kwargs)
+    kwargs.update(options)
+    connection_class = client_of(True).connection_pool.connection_class
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=connection_class, **kwargs))

@@ -1,0 +1,152 @@
+"""Name → breaker, built from settings; ``breakers`` is the process-wide registry."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from .conf import on_reload, resilience_settings
+from .core.breaker import CircuitBreaker
+from .core.breaker_config import BreakerConfig
+from .core.breaker_state import State
+from .core.windows import WindowSnapshot
+from .events import emit
+from .exceptions import ConfigurationError, UnknownBreakerError
+from .storage.base import BreakerStore
+from .storage.memory import MemoryBreakerStore
+
+logger = logging.getLogger("resilience.breaker")
+MAX_NAME = 200
+
+
+def validate_name(name: Any) -> str:
+    """Breaker names come from code: 1-200 printable characters. Anything else is a clear error."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not name.isprintable():
+        shown = repr(name)[:60]
+        raise ConfigurationError(f"a breaker name must be 1-{MAX_NAME} printable characters, got {shown}")
+    return name
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """What dashboards show of one breaker at one moment."""
+
+    name: str
+    state: str
+    failure_rate: float
+    slow_rate: float
+    calls: int
+    since: float | None  # store-clock timestamp of the last transition
+    next_probe: float | None  # seconds until a probe may run (open), else None
+    trips: int
+    config: BreakerConfig
+
+
+class BreakerRegistry:
+    """Creates breakers on first use with their configured settings; one store for all of them."""
+
+    def __init__(self) -> None:
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._store: BreakerStore | None = None
+        self._lock = threading.RLock()
+        self.version = 0  # bumped on reload, so cached handles re-resolve their breaker
+        on_reload(self.reload)
+
+    # -- store ----------------------------------------------------------------------------
+    @property
+    def store(self) -> BreakerStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self._build_store()
+        return self._store
+
+    def _build_store(self) -> BreakerStore:
+        setting = resilience_settings.REDIS
+        if setting is None:
+            return MemoryBreakerStore()
+        from .redis_connection import connect
+        from .storage.redis import RedisBreakerStore
+
+        return RedisBreakerStore(
+            connect(setting, resilience_settings.REDIS_TIMEOUT),
+            prefix=resilience_settings.KEY_PREFIX,
+            sync_interval=resilience_settings.SYNC_INTERVAL,
+            state_ttl=int(resilience_settings.STATE_TTL),
+            stats_source=self._local_stats,
+        )
+
+    def _local_stats(self) -> dict[str, WindowSnapshot]:
+        return {name: b.local_stats() for name, b in list(self._breakers.items())}
+
+    def reload(self) -> None:
+        """Forget breakers and store; the next use rebuilds them from the current settings."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+            self._store = None
+            self._breakers = {}
+            self.version += 1
+
+    # -- breakers -------------------------------------------------------------------------
+    def get_or_create(self, name: str, **overrides: Any) -> CircuitBreaker:
+        """The breaker ``name``, created with settings (plus ``overrides``) on first use."""
+        breaker = self._breakers.get(name)
+        if breaker is not None:
+            return breaker
+        validate_name(name)
+        config = resilience_settings.breaker_config(name).with_overrides(f"circuit_breaker({name!r})", **overrides)
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = self._breakers[name] = CircuitBreaker(name, config, self.store, emit=emit)
+        return breaker
+
+    def names(self) -> list[str]:
+        """Configured, used in this process, or known to the shared store; sorted."""
+        names = set(resilience_settings.configured_breakers()) | set(self._breakers)
+        names |= self.store.names()
+        return sorted(names)
+
+    def get(self, name: str) -> CircuitBreaker:
+        """A known breaker; ``UnknownBreakerError`` for any other name (never creates one by typo)."""
+        breaker = self._breakers.get(name) if isinstance(name, str) else None
+        if breaker is not None:
+            return breaker
+        if not isinstance(name, str) or name not in self.names():
+            raise UnknownBreakerError(name if isinstance(name, str) else repr(name))
+        return self.get_or_create(name)
+
+    def snapshot(self, name: str) -> BreakerSnapshot:
+        breaker = self.get(name)
+        view = breaker.view()
+        stats = breaker.stats()
+        now = self.store.now()
+        state = breaker.state
+        next_probe = max(view.open_until - now, 0.0) if view.state is State.OPEN else None
+        return BreakerSnapshot(
+            name, state, round(stats.failure_rate, 2), round(stats.slow_rate, 2), stats.calls,
+            view.since or None, next_probe, view.trips, breaker.config,
+        )  # fmt: skip
+
+    def all(self) -> list[BreakerSnapshot]:
+        """A snapshot of every configured or used breaker, fresh from the shared store."""
+        names = self.names()
+        for name in names:
+            self.get_or_create(name)
+        try:
+            self.store.refresh()
+        except Exception as exc:  # noqa: BLE001 - a dashboard shows last known state when Redis is down
+            logger.warning("could not refresh breaker state: %s", type(exc).__name__)
+        return [self.snapshot(name) for name in names]
+
+    def reset_all(self, actor: str | None = None) -> list[str]:
+        names = self.names()
+        for name in names:
+            self.get(name).reset(actor=actor)
+        return names
+
+
+breakers = BreakerRegistry()

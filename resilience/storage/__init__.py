@@ -1,0 +1,1 @@
+"""Where breaker state lives: ``memory`` (one process) or ``redis`` (every worker)."""
