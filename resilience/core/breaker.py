@@ -155,14 +155,11 @@ class CircuitBreaker:
         with self._lock:
             if self._window_gen != view.gen:
                 self._window, self._window_gen = self._new_window(), view.gen
-            window = self._window
-            window.record(now, failure, slow)
-            if not (failure or slow):
-                return False
-            snap = window.snapshot(now)
-        if snap.calls < c.minimum_calls:
+            self._window.record(now, failure, slow)
+            calls, failures, slows = self._window.counts()
+        if calls < c.minimum_calls or not (failures or slows):
             return False
-        return snap.failure_rate >= c.failure_rate or (c.slow_call is not None and snap.slow_rate >= c.slow_rate)
+        return failures * 100 >= c.failure_rate * calls or (c.slow_call is not None and slows * 100 >= c.slow_rate * calls)
 
     def _finish(self, ticket: Ticket, exc: BaseException | None) -> None:
         """Settle a call: count it, trip the breaker or return a probe permit."""

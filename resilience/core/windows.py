@@ -49,6 +49,10 @@ class CountWindow:
         self._slow += slow
         self._pos = pos + 1 if pos + 1 < len(ring) else 0
 
+    def counts(self) -> tuple[int, int, int]:
+        """(calls, failures, slow) as of the last ``record``; cheaper than ``snapshot``."""
+        return self._calls, self._failures, self._slow
+
     def snapshot(self, now: float) -> WindowSnapshot:
         return WindowSnapshot(self._calls, self._failures, self._slow)
 
@@ -93,6 +97,11 @@ class TimeWindow:
         totals[0] += 1
         totals[1] += failure
         totals[2] += slow
+
+    def counts(self) -> tuple[int, int, int]:
+        """(calls, failures, slow) as of the last ``record``; cheaper than ``snapshot``."""
+        t = self._totals
+        return t[0], t[1], t[2]
 
     def snapshot(self, now: float) -> WindowSnapshot:
         self._advance(math.floor(now))

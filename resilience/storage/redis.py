@@ -260,7 +260,7 @@ class RedisBreakerStore(BreakerStore):
                     pubsub.subscribe(self._channel)
                     next_poll = 0.0
                 wait = max(next_poll - time.monotonic(), 0.0)
-                message = pubsub.get_message(timeout=min(wait, self._sync_interval)) if wait else None
+                message = pubsub.get_message(timeout=min(wait, 0.25)) if wait else None
                 if message and message.get("type") == "message":
                     name = _text(message["data"])
                     if name in self._local.names():

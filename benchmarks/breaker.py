@@ -1,0 +1,337 @@
+"""Per-call overhead of a successful call through a closed circuit breaker.
+
+Run from the project root::
+
+    .venv/bin/python benchmarks/breaker.py           # full run, ~15 s
+    .venv/bin/python benchmarks/breaker.py --quick   # smoke test, a few seconds
+
+Compares the bare call, pybreaker (in memory and with its Redis storage) and ``resilience``
+(in-process state and shared Redis state). The machine this runs on may be shared and noisy, so
+every variant is timed in the same process, in interleaved rounds, and the tables report medians
+and ratios measured in the same run rather than absolute numbers to compare across runs.
+
+Redis: ``--redis-url`` (default ``redis://127.0.0.1:6379/14``). Every key the script creates
+starts with a unique prefix and is deleted at the end; nothing else on the server is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: make ``resilience`` importable
+
+import pybreaker  # noqa: E402
+import redis  # noqa: E402
+from redis.connection import AbstractConnection  # noqa: E402
+
+from resilience.core.breaker import CircuitBreaker  # noqa: E402
+from resilience.core.breaker_config import BreakerConfig  # noqa: E402
+from resilience.storage.memory import MemoryBreakerStore  # noqa: E402
+from resilience.storage.redis import RedisBreakerStore  # noqa: E402
+
+BARE = "bare call"
+PYB_MEM = "pybreaker, in memory"
+PYB_REDIS = "pybreaker, Redis storage"
+OURS_MEM = "resilience, in-process"
+OURS_REDIS = "resilience, shared Redis"
+OURS_REDIS_DECO = "resilience, shared Redis, @decorator"
+OURS_DJANGO = "resilience, @circuit_breaker (Django, Redis)"
+
+
+def fn() -> int:
+    return 1
+
+
+@dataclass
+class Variant:
+    name: str
+    loop: Callable[[int], Any]  # runs ``n`` calls; returns the last result
+    uses_redis: bool = False  # listed in the Redis traffic table
+    slow: bool = False  # does network I/O on every call: calibrate with fewer calls
+    samples: list[float] = field(default_factory=list)  # ns per call, one per round
+    calls: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def _loop(call: Callable[..., Any], *args: Any) -> Callable[[int], Any]:
+    """A timing loop calling ``call(*args)``; every variant pays the same loop cost."""
+    repeat = itertools.repeat
+
+    def run(n: int) -> Any:
+        result = None
+        for _ in repeat(None, n):
+            result = call(*args)
+        return result
+
+    return run
+
+
+def _time(variant: Variant, n: int) -> float:
+    """ns per call over one batch of ``n`` calls, with the garbage collector paused (like timeit)."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        result = variant.loop(n)
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if result != 1:
+        raise RuntimeError(f"{variant.name}: the protected call returned {result!r}, not 1")
+    return elapsed / n
+
+
+def _calibrate(variant: Variant, target_s: float) -> int:
+    """Number of calls that makes one round last about ``target_s`` seconds."""
+    n = 20 if variant.slow else 2_000
+    _time(variant, n)  # warm up: connections, caches, first-call paths
+    while True:
+        per_call = _time(variant, n)
+        if per_call * n >= 0.02e9 or n >= 10_000_000:
+            break
+        n *= 4
+    return max(int(target_s * 1e9 / per_call), 10)
+
+
+def measure(variants: list[Variant], rounds: int, target_s: float) -> None:
+    for v in variants:
+        v.calls = _calibrate(v, target_s)
+    for r in range(rounds):
+        # rotate the order every round so no variant always runs right after the slow Redis one
+        shift = r % len(variants)
+        for v in variants[shift:] + variants[:shift]:
+            v.samples.append(_time(v, v.calls))
+
+
+# -- Redis round trips -------------------------------------------------------------------------
+class _SendCounter:
+    """Counts packets (one per command or pipeline) this process sends to Redis, while active."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._original = AbstractConnection.send_packed_command
+
+    def __enter__(self) -> _SendCounter:
+        original = self._original
+
+        def counting(conn: AbstractConnection, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            original(conn, command, check_health)
+
+        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
+
+
+def _command_counts(info_client: redis.Redis) -> dict[str, int]:
+    stats = info_client.info("commandstats")
+    return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
+
+
+def round_trips(variant: Variant, info_client: redis.Redis, calls: int) -> dict[str, Any]:
+    """Server-side commands (INFO commandstats deltas, minus INFO itself) and client-side sends."""
+    variant.loop(10)  # connection checked out and warm
+    before = _command_counts(info_client)
+    with _SendCounter() as sent:
+        start = time.perf_counter()
+        variant.loop(calls)
+        elapsed = time.perf_counter() - start
+    after = _command_counts(info_client)
+    delta = {cmd: after.get(cmd, 0) - before.get(cmd, 0) for cmd in after}
+    delta = {cmd: n for cmd, n in delta.items() if n > 0 and cmd != "info"}  # INFO: ours, and any other client's
+    return {"server": sum(delta.values()), "by_command": delta, "sent": sent.count, "seconds": elapsed}
+
+
+def idle_noise(info_client: redis.Redis, seconds: float) -> int:
+    """Commands the server ran for everyone else (and our sync threads) while this process did nothing."""
+    before = _command_counts(info_client)
+    time.sleep(seconds)
+    after = _command_counts(info_client)
+    return sum(max(after.get(c, 0) - before.get(c, 0), 0) for c in after if c != "info")
+
+
+# -- setup -------------------------------------------------------------------------------------
+def _setup_django(redis_url: str, prefix: str) -> Any:
+    """The public decorator over the Django-configured registry, sharing state through Redis."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "resilience"],
+            DATABASES={},
+            RESILIENCE={"REDIS": redis_url, "KEY_PREFIX": prefix, "HISTORY": False},
+            LOGGING_CONFIG=None,
+        )
+        django.setup()
+    from resilience.decorators import circuit_breaker
+    from resilience.registry import breakers
+
+    return circuit_breaker("bench")(fn), breakers
+
+
+def _fmt_ns(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _fmt_ratio(value: float) -> str:
+    return f"{value:,.0f}×" if value >= 100 else f"{value:.2f}×"
+
+
+def _table(headers: list[str], rows: list[list[str]], align: str) -> str:
+    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    columns = list(zip(widths, align, strict=True))
+
+    def line(cells: list[str]) -> str:
+        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, (w, a) in zip(cells, columns, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else "-" * (w + 2) for w, a in columns) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short run for smoke tests (< 10 s)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per variant (default 7, quick 3)")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    parser.add_argument("--no-django", action="store_true", help="skip the Django-level @circuit_breaker variant")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+    target_s = 0.02 if args.quick else 0.15
+    rt_calls = 200 if args.quick else 1000
+
+    prefix = f"bench-breaker-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    pyb_client = redis.Redis.from_url(args.redis_url)  # bytes replies: pybreaker decodes them itself
+    ours_client = redis.Redis.from_url(args.redis_url, socket_timeout=0.1, socket_connect_timeout=0.1)
+    info_client = redis.Redis.from_url(args.redis_url, socket_timeout=2)
+    try:
+        info_client.ping()
+    except (redis.RedisError, OSError) as exc:
+        print(f"Redis at {args.redis_url} is not reachable ({type(exc).__name__}); cannot compare.", file=sys.stderr)
+        return 2
+
+    store: RedisBreakerStore | None = None
+    registry: Any = None
+    try:
+        pyb_mem = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        pyb_storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, pyb_client, namespace=f"{prefix}-pybreaker")
+        pyb_redis = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30, state_storage=pyb_storage)
+        mem = CircuitBreaker("bench", BreakerConfig(), MemoryBreakerStore())
+        store = RedisBreakerStore(ours_client, prefix=prefix, sync_interval=0.5)
+        shared = CircuitBreaker("bench", BreakerConfig(), store)
+
+        variants = [
+            Variant(BARE, _loop(fn)),
+            Variant(PYB_MEM, _loop(pyb_mem.call, fn)),
+            Variant(PYB_REDIS, _loop(pyb_redis.call, fn), uses_redis=True, slow=True),
+            Variant(OURS_MEM, _loop(mem.call, fn)),
+            Variant(OURS_REDIS, _loop(shared.call, fn), uses_redis=True),
+            Variant(OURS_REDIS_DECO, _loop(shared(fn)), uses_redis=True),
+        ]
+        if not args.no_django:
+            try:
+                decorated, registry = _setup_django(args.redis_url, f"{prefix}-django")
+            except Exception as exc:  # noqa: BLE001 - optional variant: report and go on
+                print(f"(skipping the Django @circuit_breaker variant: {type(exc).__name__}: {exc})\n")
+            else:
+                variants.append(Variant(OURS_DJANGO, _loop(decorated), uses_redis=True))
+
+        started = time.perf_counter()
+        measure(variants, rounds, target_s)
+        by_name = {v.name: v for v in variants}
+        base, pym, pyr, ours = (by_name[n].median for n in (BARE, PYB_MEM, PYB_REDIS, OURS_REDIS))
+
+        print(f"## Successful call through a closed breaker ({rounds} interleaved rounds, median ns per call)\n")
+        rows = []
+        for v in variants:
+            m = v.median
+            spread = f"{_fmt_ns(min(v.samples))}–{_fmt_ns(max(v.samples))}"
+            overhead = f"{m - base:+,.0f}"
+            rows.append([v.name, _fmt_ns(m), spread, overhead, _fmt_ratio(m / pym), _fmt_ratio(pyr / m), f"{v.calls:,}"])
+        headers = ["variant", "ns/call (median)", "min–max", "overhead over bare (ns)", "× pybreaker in-memory",
+                   "pybreaker-Redis ÷ this", "calls/round"]  # fmt: skip
+        print(_table(headers, rows, "lrrrrrr"))
+        took = time.perf_counter() - started
+        print(f"\nTimed in {took:.1f} s; ns/call includes the same loop cost for every row (nothing subtracted).")
+
+        # sanity: every breaker is still closed, and ours really used Redis (not its local fallback)
+        problems = []
+        if pyb_mem.current_state != pybreaker.STATE_CLOSED or pyb_redis.current_state != pybreaker.STATE_CLOSED:
+            problems.append("a pybreaker breaker left the closed state")
+        if mem.state != "closed" or shared.state != "closed":
+            problems.append("a resilience breaker left the closed state")
+        if not store.healthy:
+            problems.append("the resilience Redis store fell back to local state during the run")
+
+        print("\n## Redis traffic per successful call (approximate)\n")
+        trips_rows = []
+        for v in variants:
+            if not v.uses_redis:
+                continue
+            noise = idle_noise(info_client, 0.05)
+            result = round_trips(v, info_client, rt_calls)
+            commands = ", ".join(f"{cmd} {n}" for cmd, n in sorted(result["by_command"].items(), key=lambda kv: -kv[1])[:4])
+            trips_rows.append([
+                v.name, f"{result['sent'] / rt_calls:.3f}", f"{result['server'] / rt_calls:.3f}", commands or "–",
+                f"{result['seconds'] * 1e3:.1f}", f"{noise / 0.05 * result['seconds']:.1f}",
+            ])  # fmt: skip
+        headers = [f"variant ({rt_calls:,} calls)", "round trips/call (client-side)", "server commands/call",
+                   "server commands in window", "window (ms)", "expected noise in window"]  # fmt: skip
+        print(_table(headers, trips_rows, "lrrlrr"))
+        print(
+            "\nRound trips: packets this process sent to Redis during the calls (one per command or pipeline),"
+            "\ncounted by wrapping redis-py's send; it includes resilience's background sync (2 pipelined reads"
+            "\nper store every sync_interval), which is the same whatever the call rate."
+            "\nServer commands: deltas of INFO commandstats, less INFO itself. The server is shared, so other"
+            "\nclients add to it; 'expected noise' is their rate measured while idle just before, scaled to the window."
+        )
+
+        print("\n## Targets\n")
+        checks = [
+            (f"resilience with Redis ≤ 1.0 × pybreaker in-memory ({ours / pym:.2f}×)", ours <= 1.0 * pym),
+            (f"pybreaker with Redis ≥ 40 × resilience with Redis ({pyr / ours:,.0f}×)", pyr >= 40 * ours),
+        ]
+        for text, ok in checks:
+            print(f"- {'PASS' if ok else 'FAIL'}: {text}")
+        for problem in problems:
+            print(f"- WARNING: {problem}")
+        return 0
+    finally:
+        if registry is not None:
+            registry.reload()  # closes the Django registry's store and its sync thread
+        if store is not None:
+            store.close()
+        deleted = 0
+        try:
+            for key in info_client.scan_iter(match=f"{prefix}*", count=500):
+                deleted += info_client.delete(key)
+        except (redis.RedisError, OSError) as exc:
+            print(f"\ncould not delete keys {prefix}*: {type(exc).__name__}", file=sys.stderr)
+        print(f"\n(cleaned up {deleted} Redis key(s) under {prefix}*)")
+        for client in (pyb_client, ours_client, info_client):
+            client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Shared fixtures: real Redis with a per-test key prefix, test-owned redis-server processes."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from resilience.registry import breakers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server owned by one test, on its own port, that the test can kill and restart."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.2)
+        for _ in range(100):
+            try:
+                client.ping()
+                return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def key_prefix() -> Iterator[str]:
+    prefix = f"rtest-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def test_redis() -> redis.Redis:
+    return redis.Redis.from_url(django_settings.TEST_REDIS_URL)
+
+
+def resilience_settings(**values: Any) -> dict[str, Any]:
+    return {"HISTORY": False, **values}
+
+
+@pytest.fixture
+def shared_breakers(settings: Any, key_prefix: str) -> Iterator[Any]:
+    """Breakers whose state lives in the real Redis (own db index, own prefix)."""
+    settings.RESILIENCE = resilience_settings(REDIS=django_settings.TEST_REDIS_URL, KEY_PREFIX=key_prefix, SYNC_INTERVAL=0.1)
+    yield breakers
+    breakers.reload()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    breakers.reload()
+    yield
+    breakers.reload()

@@ -1,0 +1,263 @@
+"""The "Circuits" admin page driven through a real browser (headless Chromium) against a live server.
+
+The live server runs in a thread of this process, so it shares the ``breakers`` registry (and, with
+``shared_breakers``, the real Redis behind it) with the test. Set ``CIRCUITS_SCREENSHOT=/path.png``
+to save a screenshot of the dashboard while the tests run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from resilience.signals import event_emitted
+
+CHANGELIST = "/admin/resilience/circuit/"
+PASSWORD = "correct-horse-battery-staple"
+WAIT = 10  # seconds; every wait polls and returns as soon as its condition holds
+CHROME_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# -- browser -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def _chromium() -> Iterator[WebDriver]:
+    """One headless Chromium per module, with its own throw-away profile; always quit."""
+    with tempfile.TemporaryDirectory(prefix="circuits-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for arg in CHROME_ARGS:
+            options.add_argument(arg)
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        try:
+            driver.set_page_load_timeout(30)
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def browser(_chromium: WebDriver) -> Iterator[WebDriver]:
+    """The shared browser, logged out: no cookie of a previous test survives into this one."""
+    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    yield _chromium
+    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], message: str) -> Any:
+    waiter = WebDriverWait(
+        driver, WAIT, poll_frequency=0.05, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    )
+    return waiter.until(condition, message)
+
+
+def log_in(driver: WebDriver, live_server: Any, username: str, next_url: str = CHANGELIST) -> None:
+    """Through the real admin login form, then wait for the page it redirects to."""
+    driver.get(f"{live_server.url}/admin/login/?next={next_url}")
+    wait_for(driver, lambda d: d.find_element(By.ID, "id_username"), "no login form")
+    driver.find_element(By.ID, "id_username").send_keys(username)
+    driver.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login-form [type=submit]").click()
+    wait_for(driver, lambda d: d.current_url == f"{live_server.url}{next_url}", f"login as {username!r} did not reach {next_url}")
+
+
+def row(driver: WebDriver, name: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'#circuits tr.circuit[data-name="{name}"]')
+
+
+def row_state(driver: WebDriver, name: str) -> str:
+    cell = row(driver, name).find_element(By.CSS_SELECTOR, "td.circuit-state")
+    classes = cell.get_attribute("class").split()
+    text = cell.text.strip()
+    assert f"state-{text}" in classes, f"state cell text {text!r} does not match its classes {classes}"
+    return text
+
+
+def messages(driver: WebDriver, level: str) -> list[str]:
+    return [li.text for li in driver.find_elements(By.CSS_SELECTOR, f"ul.messagelist li.{level}")]
+
+
+# -- users ---------------------------------------------------------------------------------------
+def staff_user(username: str, *codenames: str, app_label: str = "resilience") -> User:
+    """A staff user (never a superuser) holding exactly the given permissions."""
+    user = User.objects.create_user(username, f"{username}@example.com", PASSWORD, is_staff=True)
+    perms = list(Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames))
+    assert sorted(p.codename for p in perms) == sorted(codenames), "permission missing from the test database"
+    user.user_permissions.set(perms)
+    return user
+
+
+def logged_in_client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def payments_forced_open(shared_breakers: Any) -> Any:
+    breaker = shared_breakers.get_or_create("payments")
+    breaker.force_open()
+    assert breaker.state == "forced_open"
+    return shared_breakers
+
+
+@pytest.fixture
+def transitions() -> Iterator[list[Any]]:
+    """Every breaker transition event emitted while the test runs (the live server thread included)."""
+    seen: list[Any] = []
+
+    def receiver(sender: Any, event: Any, **kwargs: Any) -> None:
+        if event.area == "breaker" and event.kind == "transition":
+            seen.append(event)
+
+    event_emitted.connect(receiver, weak=False, dispatch_uid="test_admin_browser.transitions")
+    yield seen
+    event_emitted.disconnect(dispatch_uid="test_admin_browser.transitions")
+
+
+# -- tests ---------------------------------------------------------------------------------------
+def test_staff_user_with_change_permission_resets_an_open_breaker_and_sees_it_closed(
+    live_server: Any, browser: WebDriver, payments_forced_open: Any, transitions: list[Any]
+) -> None:
+    breakers = payments_forced_open
+    staff_user("operator", "view_circuit", "change_circuit")
+
+    log_in(browser, live_server, "operator")
+    assert wait_for(browser, lambda d: row_state(d, "payments"), "no payments row") == "forced_open"
+    assert "Redis" in browser.find_element(By.ID, "circuit-store").text
+    if os.environ.get("CIRCUITS_SCREENSHOT"):
+        browser.save_screenshot(os.environ["CIRCUITS_SCREENSHOT"])
+
+    row(browser, "payments").find_element(By.CSS_SELECTOR, "button.circuit-reset").click()
+
+    wait_for(browser, lambda d: messages(d, "success"), "no success message after reset")
+    assert browser.current_url == f"{live_server.url}{CHANGELIST}"  # redirected back to the page (POST/redirect/GET)
+    assert messages(browser, "success") == ["Circuit 'payments' reset."]
+    assert messages(browser, "error") == []
+    assert row_state(browser, "payments") == "closed"
+    assert breakers.get("payments").state == "closed"
+    breakers.store.refresh()  # and that is what the shared store (Redis) holds, not only this process's copy
+    assert breakers.get("payments").state == "closed"
+    manual = [(e.name, e.fields["old_state"], e.fields["new_state"], e.fields.get("actor")) for e in transitions]
+    assert manual == [("payments", "forced_open", "closed", "admin:operator")]
+
+
+def test_user_with_only_view_permission_sees_state_but_no_actions_and_cannot_post(
+    live_server: Any, browser: WebDriver, payments_forced_open: Any, transitions: list[Any]
+) -> None:
+    breakers = payments_forced_open
+    viewer = staff_user("viewer", "view_circuit")
+
+    log_in(browser, live_server, "viewer")
+    assert wait_for(browser, lambda d: row_state(d, "payments"), "no payments row") == "forced_open"
+    assert browser.find_elements(By.CSS_SELECTOR, "#circuits button.circuit-reset") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#circuits button.circuit-force-open") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#circuits form") == []
+    headers = [th.text.casefold() for th in browser.find_elements(By.CSS_SELECTOR, "#circuits thead th")]
+    assert "actions" not in headers and "state" in headers
+
+    client = logged_in_client(viewer)
+    for action in ("reset", "force_open"):
+        response = client.post(CHANGELIST, {"action": action, "name": "payments"})
+        assert response.status_code == 403, action
+    assert breakers.get("payments").state == "forced_open"
+    breakers.store.refresh()
+    assert breakers.get("payments").state == "forced_open"
+    assert transitions == []
+
+
+def test_staff_user_without_circuit_permissions_cannot_open_the_page(
+    live_server: Any, browser: WebDriver, shared_breakers: Any
+) -> None:
+    shared_breakers.get_or_create("payments")
+    # Some unrelated permission, so the admin index lists something and the absence of Circuits means something.
+    outsider = staff_user("outsider", "view_user", app_label="auth")
+
+    client = logged_in_client(outsider)
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.post(CHANGELIST, {"action": "force_open", "name": "payments"}).status_code == 403
+    assert shared_breakers.get("payments").state == "closed"
+
+    log_in(browser, live_server, "outsider", next_url="/admin/")
+    content = wait_for(browser, lambda d: d.find_element(By.ID, "content-main"), "no admin index")
+    assert browser.find_elements(By.CSS_SELECTOR, "#content-main a[href='/admin/auth/user/']"), "index lists nothing at all"
+    assert browser.find_elements(By.CSS_SELECTOR, f"a[href='{CHANGELIST}']") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#content-main .app-resilience") == []
+    assert "Circuits" not in content.text
+    assert "payments" not in browser.page_source
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        pytest.param("nope\n*:{x}", id="newline-glob-braces"),
+        pytest.param("x" * 10_240, id="10kB"),
+        pytest.param("payments\x00", id="nul-suffix"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_admin_rejects_unknown_breaker_name_with_a_message_not_a_500(shared_breakers: Any, hostile: str) -> None:
+    shared_breakers.get_or_create("payments").force_open()
+    operator = staff_user("operator", "view_circuit", "change_circuit")
+    client = logged_in_client(operator)
+    client.raise_request_exception = False  # a crash must show up as a 500 here, not as an exception
+
+    for action in ("reset", "force_open"):
+        response = client.post(CHANGELIST, {"action": action, "name": hostile})
+        assert response.status_code == 302, (action, response.status_code)
+        assert response["Location"] == CHANGELIST
+
+        page = client.get(response["Location"])
+        assert page.status_code == 200
+        shown = [(m.level_tag, m.message) for m in page.context["messages"]]
+        assert shown == [("error", "Unknown circuit.")]
+        if hostile:
+            assert hostile not in page.content.decode()  # the page never echoes what was posted
+
+    assert shared_breakers.names() == ["payments"]  # no breaker was created by the attempt
+    assert shared_breakers.get("payments").state == "forced_open"
+
+
+def test_hostile_name_submitted_through_the_browser_form_shows_an_error(
+    live_server: Any, browser: WebDriver, payments_forced_open: Any
+) -> None:
+    breakers = payments_forced_open
+    staff_user("operator", "view_circuit", "change_circuit")
+
+    log_in(browser, live_server, "operator")
+    form_row = wait_for(browser, lambda d: row(d, "payments"), "no payments row")
+    hidden = form_row.find_element(By.CSS_SELECTOR, "input[name=name]")
+    browser.execute_script("arguments[0].value = arguments[1];", hidden, "nope\n*:{x}" + "y" * 10_240)
+    form_row.find_element(By.CSS_SELECTOR, "button.circuit-reset").click()
+
+    wait_for(browser, lambda d: messages(d, "error"), "no error message after posting an unknown name")
+    assert messages(browser, "error") == ["Unknown circuit."]
+    assert messages(browser, "success") == []
+    assert "Server Error" not in browser.title
+    assert row_state(browser, "payments") == "forced_open"
+    assert breakers.get("payments").state == "forced_open"
