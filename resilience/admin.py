@@ -47,6 +47,7 @@ class CircuitAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "rows": rows,
             "can_change": can_change,
+            "can_view_history": request.user.has_perm("resilience.view_circuitevent"),
             "store": "Redis (shared by every worker)" if breakers.store.remote else "in-process (this worker only)",
             **(extra_context or {}),
         }

@@ -13,7 +13,7 @@ from .core.breaker_config import BreakerConfig
 from .core.breaker_state import State
 from .core.windows import WindowSnapshot
 from .events import emit
-from .exceptions import ConfigurationError, UnknownBreakerError
+from .exceptions import ConfigurationError, StoreUnavailableError, UnknownBreakerError
 from .storage.base import BreakerStore
 from .storage.memory import MemoryBreakerStore
 
@@ -107,7 +107,11 @@ class BreakerRegistry:
     def names(self) -> list[str]:
         """Configured, used in this process, or known to the shared store; sorted."""
         names = set(resilience_settings.configured_breakers()) | set(self._breakers)
-        names |= self.store.names()
+        for name in self.store.names() - names:
+            try:
+                names.add(validate_name(name))
+            except ConfigurationError:  # written by someone else: never let it break a listing
+                logger.warning("ignoring invalid breaker name in the shared store: %s", repr(name)[:80])
         return sorted(names)
 
     def get(self, name: str) -> CircuitBreaker:
@@ -116,6 +120,8 @@ class BreakerRegistry:
         if breaker is not None:
             return breaker
         if not isinstance(name, str) or name not in self.names():
+            if getattr(self.store, "healthy", True) is False:
+                raise StoreUnavailableError("the shared breaker store is unreachable; unknown breakers cannot be looked up")
             raise UnknownBreakerError(name if isinstance(name, str) else repr(name))
         return self.get_or_create(name)
 

@@ -179,20 +179,23 @@ class RedisBreakerStore(BreakerStore):
         return self._adopt(name, reply)
 
     def register(self, name: str) -> None:
+        """Announce the name and read its shared state now: a new process must not start "closed"
+        on a breaker every other worker has open (one round trip, once per breaker per process)."""
         self._local.register(name)
-        if name in self._registered:
+        if name in self._registered or not self.healthy:
             return
-        self._registered.add(name)
         try:
             self._client.pipeline(transaction=False).sadd(self._names_key, name).expire(self._names_key, self._ttl).execute()
+            self.refresh({name})
         except REDIS_ERRORS as exc:
-            self._registered.discard(name)
             self._failed(exc)
+        else:
+            self._registered.add(name)
 
     def names(self) -> set[str]:
         names = self._local.names()
         try:
-            names |= {_text(n) for n in self._client.smembers(self._names_key)}
+            names |= {n.decode("utf-8", "replace") for n in self._client.smembers(self._names_key)}
         except REDIS_ERRORS as exc:
             self._failed(exc)
         return names

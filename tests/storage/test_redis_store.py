@@ -17,21 +17,14 @@ from resilience.core.clock import FakeClock
 from resilience.storage.memory import MemoryBreakerStore
 from resilience.storage.redis import RedisBreakerStore
 
+from ..waiting import wait_for
+
 OPEN_FOR = 0.12
 CONFIG = BreakerConfig(open_for=OPEN_FOR, half_open_calls=2, open_for_multiplier=2, open_for_max=0.5)
 
 
 def client(url=None):
     return redis.Redis.from_url(url or settings.TEST_REDIS_URL, socket_timeout=0.5)
-
-
-def wait_for(predicate, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @pytest.fixture

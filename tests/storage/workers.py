@@ -1,0 +1,68 @@
+"""Entry points of the worker processes spawned by the multi-process tests (fresh interpreters)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+
+def setup(resilience: dict[str, Any]) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    import django
+
+    django.setup()
+    from django.test.utils import override_settings
+
+    override_settings(RESILIENCE=resilience).enable()
+
+
+def first_rejection(resilience: dict[str, Any], barrier: Any, results: Any) -> None:
+    """Call through "shared" every 2 ms until the breaker rejects; report when that happened."""
+    setup(resilience)
+    from resilience import CircuitOpenError, circuit_breaker
+
+    breaker = circuit_breaker("shared")
+    breaker.call(lambda: None)  # created, synced, subscribed
+    barrier.wait(30)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            breaker.call(lambda: None)
+        except CircuitOpenError:
+            results.put(("rejected", os.getpid(), time.time()))
+            return
+        time.sleep(0.002)
+    results.put(("never", os.getpid(), time.time()))
+
+
+def half_open_callers(resilience: dict[str, Any], barrier: Any, results: Any, redis_url: str, counter: str, threads: int) -> None:
+    """``threads`` callers that each try one call at the same moment, in half-open."""
+    setup(resilience)
+    import redis
+
+    from resilience import CircuitOpenError, circuit_breaker
+
+    client = redis.Redis.from_url(redis_url)
+    breaker = circuit_breaker("probed")
+    breaker.breaker.view()  # created before the race
+
+    def probe() -> str:
+        client.incr(counter)
+        client.expire(counter, 60)
+        time.sleep(1.0)  # hold the permit while everyone else tries
+        return "probed"
+
+    def caller() -> None:
+        barrier.wait(30)
+        try:
+            results.put(breaker.call(probe))
+        except CircuitOpenError as exc:
+            results.put(f"rejected:{exc.state}")
+
+    pool = [threading.Thread(target=caller) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(30)
