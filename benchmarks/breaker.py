@@ -2,8 +2,8 @@
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/breaker.py           # full run, ~15 s
-    .venv/bin/python benchmarks/breaker.py --quick   # smoke test, a few seconds
+    .venv/bin/python benchmarks/breaker.py           # full run, ~10 s
+    .venv/bin/python benchmarks/breaker.py --quick   # smoke test, ~2 s
 
 Compares the bare call, pybreaker (in memory and with its Redis storage) and ``resilience``
 (in-process state and shared Redis state). The machine this runs on may be shared and noisy, so

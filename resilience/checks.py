@@ -26,7 +26,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             messages.append(
                 Warning(
                     'RESILIENCE["REDIS"] is not set: breaker state lives in each worker process.',
-                    hint="With several workers each has its own breakers; set it to a django-redis cache alias or a redis:// URL.",
+                    hint="Each worker would have its own breakers; set it to a django-redis cache alias or a redis:// URL.",
                     id="resilience.W001",
                 )
             )

@@ -64,7 +64,8 @@ def emit(event: Event) -> None:
     logger = _loggers.get(event.area) or _loggers.setdefault(event.area, logging.getLogger(f"resilience.{event.area}"))
     level = _LEVELS.get(event.kind, logging.INFO)
     if logger.isEnabledFor(level):
-        logger.log(level, format_line(event), extra={"resilience": {"area": event.area, "kind": event.kind, "name": event.name, **event.fields}})
+        structured = {"area": event.area, "kind": event.kind, "name": event.name, **event.fields}
+        logger.log(level, format_line(event), extra={"resilience": structured})
     tags = {"name": event.name[:200], **{k: str(event.fields[k]) for k in _TAGGED_FIELDS if k in event.fields}}
     for sink in sinks():
         try:

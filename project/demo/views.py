@@ -21,7 +21,9 @@ def quote(request: Request) -> Response:
         return Response(protected_quote())
     except CircuitOpenError as exc:
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else {}
-        return Response({"detail": "The quote service is unavailable."}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+        return Response(
+            {"detail": "The quote service is unavailable."}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers
+        )
     except ConnectionError:
         return Response({"detail": "The quote service failed."}, status=status.HTTP_502_BAD_GATEWAY)
 

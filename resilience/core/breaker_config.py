@@ -85,7 +85,9 @@ class BreakerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(str(k) for k in values if k not in known)
         if unknown:
-            raise ConfigurationError(f"{path} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+            raise ConfigurationError(
+                f"{path} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
+            )
         changes = dict(values)
         if "ignore" in changes and isinstance(changes["ignore"], (list, set)):
             changes["ignore"] = tuple(changes["ignore"])

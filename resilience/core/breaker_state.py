@@ -7,23 +7,20 @@ the same rules in Lua (``storage/lua/``), and the tests hold the two to the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .breaker_config import BreakerConfig
 
 
-class State(str, Enum):
+class State(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
     FORCED_OPEN = "forced_open"
     DISABLED = "disabled"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     CANCEL = "cancel"  # cancelled, ignored or abandoned: releases a probe permit, counts nothing

@@ -47,9 +47,6 @@ class BreakerStore(ABC):
         """Every breaker name this store knows of."""
         return set()
 
-    def publish_stats(self, name: str, stats: WindowSnapshot) -> None:
-        """Offer this process's window counts for cross-process dashboards."""
-
     def shared_stats(self, name: str) -> WindowSnapshot | None:
         """Window counts summed over every live process, when the store can tell."""
         return None

@@ -15,8 +15,9 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import redis
 
@@ -80,6 +81,7 @@ class RedisBreakerStore(BreakerStore):
         self._on_health = on_health
         self._clock = _OffsetClock()
         self._local = MemoryBreakerStore(self._clock)
+        self.view = self._local.view  # type: ignore[method-assign]  # the hot path: no extra frame
         self._scripts = {op: client.register_script(_script(op)) for op in ("acquire", "trip", "release", "manual")}
         self._down_until = 0.0  # skip Redis until then after an error
         self._registered: set[str] = set()
@@ -172,7 +174,9 @@ class RedisBreakerStore(BreakerStore):
     def manual(self, name: str, op: str) -> Change:
         """Manual actions must reach every process: unlike calls, they raise if Redis is down."""
         try:
-            reply = self._scripts["manual"](keys=self._keys(name)[:2], args=[name, self._channel, self._ttl, 0, 1, 1, 1, 0, -1, "", op])
+            reply = self._scripts["manual"](
+                keys=self._keys(name)[:2], args=[name, self._channel, self._ttl, 0, 1, 1, 1, 0, -1, "", op]
+            )
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise StoreUnavailableError(f"redis did not answer: {type(exc).__name__}") from exc
@@ -195,7 +199,8 @@ class RedisBreakerStore(BreakerStore):
     def names(self) -> set[str]:
         names = self._local.names()
         try:
-            names |= {n.decode("utf-8", "replace") for n in self._client.smembers(self._names_key)}
+            members = self._client.smembers(self._names_key)
+            names |= {n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in members}
         except REDIS_ERRORS as exc:
             self._failed(exc)
         return names
@@ -225,7 +230,7 @@ class RedisBreakerStore(BreakerStore):
         results = pipe.execute()
         seconds, micros = results[0]
         self._clock.offset = seconds + micros / 1e6 - time.time()
-        for name, row in zip(names, results[1:]):
+        for name, row in zip(names, results[1:], strict=True):
             state, gen, open_until, since, trips = (_text(v) if v is not None else None for v in row)
             view = StateView(
                 _STATES.get(state or "closed", State.CLOSED),

@@ -21,7 +21,9 @@ def make(**config):
     clock = FakeClock()
     events = []
     defaults = {"minimum_calls": 4, "open_for": 10, "half_open_calls": 2}
-    breaker = CircuitBreaker("dep", BreakerConfig(**{**defaults, **config}), MemoryBreakerStore(clock), clock=clock, emit=events.append)
+    breaker = CircuitBreaker(
+        "dep", BreakerConfig(**{**defaults, **config}), MemoryBreakerStore(clock), clock=clock, emit=events.append
+    )
     return breaker, clock, events
 
 

@@ -20,8 +20,8 @@ def _row(s: BreakerSnapshot) -> list[str]:
 def table(rows: list[list[str]], header: list[str]) -> str:
     """Plain aligned columns; names are shown with escapes so odd characters cannot garble the table."""
     rows = [[c.encode("unicode_escape").decode() if not c.isprintable() else c for c in r] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows])
 
 
 class Command(BaseCommand):
