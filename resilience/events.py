@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from django.utils.module_loading import import_string
@@ -17,18 +18,18 @@ __all__ = ["Event", "emit"]
 
 _LEVELS = {"transition": logging.WARNING, "rejected": logging.INFO}
 _TAGGED_FIELDS = ("new_state", "state")
+_PLAIN = re.compile(r"[A-Za-z0-9_.:@-]+")
 _sinks: list[MetricsSink] | None = None
 _loggers: dict[str, logging.Logger] = {}
 _internal = logging.getLogger("resilience.events")
 
 
 def _value(value: Any) -> str:
+    """Numbers as JSON; short plain words bare; anything else quoted and escaped, at most 200 characters."""
     if isinstance(value, (int, float, bool)) or value is None:
         return json.dumps(value)
-    text = str(value)
-    if text.isidentifier() or text.replace("_", "").replace(".", "").replace("-", "").isalnum():
-        return text if text.isascii() else json.dumps(text)
-    return json.dumps(text[:200])  # quoted and escaped: no newline or control character reaches the log
+    text = str(value)[:200]
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
 
 
 def format_line(event: Event) -> str:

@@ -1,0 +1,117 @@
+"""The RESILIENCE settings object and the system checks that guard it."""
+
+import pytest
+from django.core.checks import run_checks
+
+from resilience.conf import resilience_settings
+from resilience.exceptions import ConfigurationError
+from resilience.registry import breakers
+
+
+def check_ids():
+    return [m.id for m in run_checks() if m.id.startswith("resilience.")]
+
+
+def test_defaults_apply_when_the_setting_is_absent(settings):
+    del settings.RESILIENCE
+    assert resilience_settings.REDIS is None
+    assert resilience_settings.REDIS_TIMEOUT == 0.1
+    assert resilience_settings.breaker_config("anything").failure_rate == 50
+
+
+def test_named_breaker_inherits_the_default_entry(settings):
+    settings.RESILIENCE = {"BREAKERS": {"default": {"open_for": 5}, "payments": {"failure_rate": 20}}}
+    config = resilience_settings.breaker_config("payments")
+    assert (config.open_for, config.failure_rate) == (5, 20)
+    assert resilience_settings.breaker_config("other").failure_rate == 50
+
+
+def test_changing_the_setting_rebuilds_breakers(settings):
+    settings.RESILIENCE = {"HISTORY": False, "BREAKERS": {"x": {"open_for": 5}}}
+    assert breakers.get_or_create("x").config.open_for == 5
+    settings.RESILIENCE = {"HISTORY": False, "BREAKERS": {"x": {"open_for": 9}}}
+    assert breakers.get_or_create("x").config.open_for == 9
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"REDIS": 6379}, 'RESILIENCE["REDIS"] must be a cache alias or a redis:// URL'),
+        ({"REDIS": "  "}, 'RESILIENCE["REDIS"] must be'),
+        ({"REDIS_TIMEOUT": 0}, 'RESILIENCE["REDIS_TIMEOUT"] must be a number above 0'),
+        ({"REDIS_TIMEOUT": float("nan")}, 'RESILIENCE["REDIS_TIMEOUT"]'),
+        ({"SYNC_INTERVAL": "fast"}, 'RESILIENCE["SYNC_INTERVAL"]'),
+        ({"KEY_PREFIX": "a{b}"}, 'RESILIENCE["KEY_PREFIX"] must be 1-64 printable characters'),
+        ({"KEY_PREFIX": "line\nbreak"}, 'RESILIENCE["KEY_PREFIX"]'),
+        ({"BREAKERS": []}, 'RESILIENCE["BREAKERS"] must be a dict'),
+        (
+            {"BREAKERS": {"payments": {"failure_rate": 0}}},
+            'RESILIENCE["BREAKERS"]["payments"]["failure_rate"] must be between 1 and 100',
+        ),
+        ({"BREAKERS": {"payments": {"ignore": ["no.such.Error"]}}}, "names 'no.such.Error', which cannot be imported"),
+        ({"BREAKERS": {"payments": {"ignore": ["os.NoSuchError"]}}}, "cannot be imported"),
+        ({"BREAKERS": {"payments": {"ignore": ["os.path"]}}}, "must name exception classes"),
+        ({"BREAKERS": {"payments": {"ignore": ["os.getcwd"]}}}, "must name exception classes"),
+        ({"BREAKERS": {1: {}}}, "keys must be breaker names"),
+        ({"METRICS": {"SINKS": "x"}}, 'RESILIENCE["METRICS"] must be a dict with a list "SINKS"'),
+        ({"BREAKER": {}}, "RESILIENCE has unknown key(s) 'BREAKER'"),
+    ],
+)
+def test_malformed_settings_fail_with_a_message_naming_the_key(settings, value, message):
+    settings.RESILIENCE = value
+    with pytest.raises(ConfigurationError) as err:
+        resilience_settings.REDIS  # noqa: B018
+    assert message in str(err.value)
+    errors = [m for m in run_checks() if m.id == "resilience.E001"]
+    assert len(errors) == 1 and message in errors[0].msg
+
+
+def test_setting_that_is_not_a_dict_is_refused(settings):
+    settings.RESILIENCE = ["REDIS"]
+    with pytest.raises(ConfigurationError, match="RESILIENCE must be a dict"):
+        resilience_settings.REDIS  # noqa: B018
+
+
+def test_ignore_accepts_dotted_paths(settings):
+    settings.RESILIENCE = {"BREAKERS": {"p": {"ignore": ["django.core.exceptions.PermissionDenied"]}}}
+    from django.core.exceptions import PermissionDenied
+
+    assert resilience_settings.breaker_config("p").ignore == (PermissionDenied,)
+
+
+def test_in_process_state_without_debug_warns_w001(settings):
+    settings.DEBUG = False
+    settings.RESILIENCE = {"REDIS": None}
+    assert check_ids() == ["resilience.W001"]
+    settings.DEBUG = True
+    assert check_ids() == []
+
+
+def test_redis_naming_a_missing_cache_is_e002(settings):
+    settings.RESILIENCE = {"REDIS": "sessions"}
+    assert check_ids() == ["resilience.E002"]
+
+
+def test_redis_naming_a_cache_that_is_not_django_redis_is_e003(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "builtin": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/15"},
+    }
+    settings.RESILIENCE = {"REDIS": "builtin"}
+    assert check_ids() == ["resilience.E003"]
+
+
+def test_a_django_redis_alias_or_url_passes_the_checks(settings):
+    settings.RESILIENCE = {"REDIS": "default"}
+    assert check_ids() == []
+    settings.RESILIENCE = {"REDIS": "redis://127.0.0.1:6379/15"}
+    assert check_ids() == []
+
+
+def test_a_django_redis_alias_shares_the_cache_server_with_short_timeouts(settings, key_prefix):
+    settings.RESILIENCE = {"REDIS": "default", "KEY_PREFIX": key_prefix, "REDIS_TIMEOUT": 0.05, "HISTORY": False}
+    store = breakers.store
+    kwargs = store._client.connection_pool.connection_kwargs
+    assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (6379, 15, 0.05)
+    breakers.get_or_create("via-alias").force_open()
+    assert breakers.get("via-alias").state == "forced_open"

@@ -1,0 +1,98 @@
+"""Every transition and rejection: one signal, one structured log line, one metric."""
+
+import logging
+
+import pytest
+
+from resilience import CircuitOpenError, circuit_breaker
+from resilience.core.event import Event
+from resilience.events import emit, format_line
+from resilience.metrics import InMemorySink
+from resilience.signals import event_emitted
+
+
+@pytest.fixture
+def with_sink(settings):
+    settings.RESILIENCE = {
+        "HISTORY": False,
+        "METRICS": {"SINKS": ["resilience.metrics.InMemorySink"]},
+        "BREAKERS": {"ev": {"minimum_calls": 2, "open_for": 30}},
+    }
+    return settings
+
+
+def _trip(name="ev"):
+    breaker = circuit_breaker(name)
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            breaker.call(_fail)
+    return breaker
+
+
+def _fail():
+    raise ConnectionError
+
+
+def test_transition_sends_the_signal_with_the_event(with_sink):
+    received = []
+
+    def receiver(sender, event, **kwargs):
+        received.append((sender, event))
+
+    event_emitted.connect(receiver)
+    try:
+        _trip()
+    finally:
+        event_emitted.disconnect(receiver)
+    sender, event = received[0]
+    assert sender == "resilience"
+    assert (event.area, event.kind, event.name) == ("breaker", "transition", "ev")
+    assert event.fields["old_state"] == "closed" and event.fields["new_state"] == "open"
+    assert event.fields["failure_rate"] == 100.0 and event.fields["calls"] == 2
+
+
+def test_transition_writes_one_structured_warning_line(with_sink, caplog):
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        _trip()
+    lines = [r for r in caplog.records if r.name == "resilience.breaker"]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert lines[0].getMessage().startswith("breaker transition name=ev old_state=closed new_state=open reason=threshold")
+    assert "failure_rate=100.0" in lines[0].getMessage() and "calls=2" in lines[0].getMessage()
+    assert lines[0].resilience["new_state"] == "open"
+
+
+def test_rejections_are_counted_in_metrics_and_logged(with_sink, caplog):
+    breaker = _trip()
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        for _ in range(3):
+            with pytest.raises(CircuitOpenError):
+                breaker.call(lambda: None)
+    sink = InMemorySink.last
+    assert sink.value("resilience.breaker.rejected", name="ev") == 3
+    assert sink.value("resilience.breaker.transition", name="ev", new_state="open") == 1
+    assert sum("breaker rejected name=ev state=open" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_broken_receiver_never_breaks_the_protected_call(with_sink, caplog):
+    def broken(sender, event, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    event_emitted.connect(broken)
+    try:
+        _trip()
+    finally:
+        event_emitted.disconnect(broken)
+    assert any("event receiver" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("name", ["evil\nname=admin", 'quote" injected', "x" * 10_000, "tab\there"])
+def test_log_lines_escape_names_so_nothing_can_forge_a_line(name):
+    line = format_line(Event("breaker", "rejected", name, {"reason": "a\nb"}))
+    assert "\n" not in line and "\t" not in line
+    assert len(line) < 400
+
+
+def test_emit_survives_a_broken_metrics_sink(settings, caplog):
+    settings.RESILIENCE = {"HISTORY": False, "METRICS": {"SINKS": ["resilience.metrics.MetricsSink"]}}
+    emit(Event("breaker", "rejected", "x", {}))
+    assert any("metrics sink" in r.getMessage() for r in caplog.records)
