@@ -24,10 +24,11 @@ class BreakerHandle:
 
     @property
     def breaker(self) -> CircuitBreaker:
-        if self._version != breakers.version or self._breaker is None:
-            self._breaker = breakers.get_or_create(self.name, **self.overrides)
+        breaker = self._breaker
+        if breaker is None or self._version != breakers.version:
+            breaker = self._breaker = breakers.get_or_create(self.name, **self.overrides)
             self._version = breakers.version
-        return self._breaker
+        return breaker
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(fn):
@@ -40,7 +41,10 @@ class BreakerHandle:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.breaker.call(fn, *args, **kwargs)
+            breaker = self._breaker
+            if breaker is None or self._version != breakers.version:
+                breaker = self.breaker
+            return breaker.call(fn, *args, **kwargs)
 
         return wrapper
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import defaultdict
 
 
 class MetricsSink:
@@ -19,7 +19,7 @@ class InMemorySink(MetricsSink):
     last: InMemorySink | None = None
 
     def __init__(self) -> None:
-        self.counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self._lock = threading.Lock()
         InMemorySink.last = self
 

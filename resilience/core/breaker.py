@@ -163,8 +163,7 @@ class CircuitBreaker:
         with self._lock:
             if self._window_gen != gen:
                 self._window, self._window_gen = self._new_window(), gen
-            self._window.record(now, failure, slow)
-            calls, failures, slows = self._window.counts()
+            calls, failures, slows = self._window.record(now, failure, slow)
         c = self.config
         if calls < c.minimum_calls or not (failures or slows):
             return False
@@ -328,7 +327,7 @@ class CircuitBreaker:
                 await ticket.timer.__aexit__(exc_type, exc, tb)
             except TimeoutError:
                 timed_out = True
-                exc = CallTimeout(self.name, self.config.timeout)
+                exc = CallTimeout(self.name, self.config.timeout or 0.0)
         await self._afinish(ticket, exc)
         if timed_out:
             raise exc  # type: ignore[misc]

@@ -36,7 +36,8 @@ class CountWindow:
         self._pos = 0
         self._calls = self._failures = self._slow = 0
 
-    def record(self, now: float, failure: bool, slow: bool) -> None:
+    def record(self, now: float, failure: bool, slow: bool) -> tuple[int, int, int]:
+        """Add one call; returns (calls, failures, slow) now in the window."""
         ring, pos = self._ring, self._pos
         old = ring[pos]
         if old:
@@ -48,9 +49,6 @@ class CountWindow:
         self._failures += failure
         self._slow += slow
         self._pos = pos + 1 if pos + 1 < len(ring) else 0
-
-    def counts(self) -> tuple[int, int, int]:
-        """(calls, failures, slow) as of the last ``record``; cheaper than ``snapshot``."""
         return self._calls, self._failures, self._slow
 
     def snapshot(self, now: float) -> WindowSnapshot:
@@ -83,7 +81,8 @@ class TimeWindow:
             self._calls[i] = self._failures[i] = self._slow[i] = 0
         self._head = second
 
-    def record(self, now: float, failure: bool, slow: bool) -> None:
+    def record(self, now: float, failure: bool, slow: bool) -> tuple[int, int, int]:
+        """Add one call; returns (calls, failures, slow) now in the window."""
         second = math.floor(now)
         if second > self._head:
             self._advance(second)
@@ -97,11 +96,7 @@ class TimeWindow:
         totals[0] += 1
         totals[1] += failure
         totals[2] += slow
-
-    def counts(self) -> tuple[int, int, int]:
-        """(calls, failures, slow) as of the last ``record``; cheaper than ``snapshot``."""
-        t = self._totals
-        return t[0], t[1], t[2]
+        return totals[0], totals[1], totals[2]
 
     def snapshot(self, now: float) -> WindowSnapshot:
         self._advance(math.floor(now))

@@ -189,7 +189,10 @@ class RedisBreakerStore(BreakerStore):
         if name in self._registered or not self.healthy:
             return
         try:
-            self._client.pipeline(transaction=False).sadd(self._names_key, name).expire(self._names_key, self._ttl).execute()
+            pipe = self._client.pipeline(transaction=False)
+            pipe.sadd(self._names_key, name)
+            pipe.expire(self._names_key, self._ttl)
+            pipe.execute()
             self.refresh({name})
         except REDIS_ERRORS as exc:
             self._failed(exc)
@@ -222,15 +225,15 @@ class RedisBreakerStore(BreakerStore):
     # -- synchronisation ----------------------------------------------------------------
     def refresh(self, names: set[str] | None = None) -> None:
         """Read the shared state of ``names`` (default: every breaker of this process) in one round trip."""
-        names = sorted(self._local.names() if names is None else names)
+        ordered = sorted(self._local.names() if names is None else names)
         pipe = self._client.pipeline(transaction=False)
         pipe.time()
-        for name in names:
+        for name in ordered:
             pipe.hmget(self._keys(name)[0], "state", "gen", "open_until", "since", "trips")
         results = pipe.execute()
         seconds, micros = results[0]
         self._clock.offset = seconds + micros / 1e6 - time.time()
-        for name, row in zip(names, results[1:], strict=True):
+        for name, row in zip(ordered, results[1:], strict=True):
             state, gen, open_until, since, trips = (_text(v) if v is not None else None for v in row)
             view = StateView(
                 _STATES.get(state or "closed", State.CLOSED),
