@@ -61,6 +61,7 @@ def test_calls_keep_flowing_and_no_redis_error_reaches_the_caller_when_redis_die
         w.join(5)
     assert errors == []
     assert during_outage > 100  # calls kept flowing through the outage
+    print(f"redis killed: {during_outage} calls in 1.5 s of outage, slowest {max(latencies) * 1000:.1f} ms")
     assert max(latencies) < 0.5, max(latencies)  # bounded by REDIS_TIMEOUT (0.1 s), never a hang
 
 
@@ -109,3 +110,64 @@ def test_manual_actions_report_an_unreachable_store_clearly(on_own_redis):
     with pytest.raises(StoreUnavailableError):
         breaker.reset()
     assert time.monotonic() - started < 1.0
+
+
+@pytest.fixture
+def through_proxy(settings, redis_server):
+    from ..faults.proxy import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", redis_server.port)
+    settings.RESILIENCE = {
+        "REDIS": proxy.url(),
+        "REDIS_TIMEOUT": 0.1,
+        "SYNC_INTERVAL": 0.2,
+        "HISTORY": False,
+        "BREAKERS": {"dep": {"minimum_calls": 2, "open_for": 0.2, "half_open_calls": 1}},
+    }
+    yield proxy
+    proxy.close()
+
+
+def _failure_path_latencies(breaker, rounds=6):
+    """Drive the breaker through trips and probes (every step needs Redis); time each call."""
+    latencies = []
+    for _ in range(rounds):
+        for fn in (_fail, _fail, lambda: None):
+            started = time.monotonic()
+            try:
+                breaker.call(fn)
+            except (ConnectionError, CircuitOpenError):
+                pass
+            latencies.append(time.monotonic() - started)
+        time.sleep(0.21)
+    return latencies
+
+
+@pytest.mark.parametrize("fault", ["slow", "blackhole"])
+def test_a_slow_or_black_holed_redis_costs_a_call_at_most_the_redis_timeout(through_proxy, fault):
+    breaker = circuit_breaker("dep")
+    breaker.call(lambda: None)  # connected and synced through the proxy
+    through_proxy.slow(2.0) if fault == "slow" else through_proxy.blackhole()
+    latencies = _failure_path_latencies(breaker)
+    print(f"{fault}: slowest call {max(latencies) * 1000:.1f} ms of {len(latencies)}")
+    assert max(latencies) < 0.25, max(latencies)  # REDIS_TIMEOUT is 0.1 s; a 2 s stall never reaches callers
+    assert sum(latency > 0.05 for latency in latencies) <= 2  # after the first timeout, Redis is skipped for a second
+
+
+def test_state_resyncs_after_the_network_heals(through_proxy, redis_server):
+    breaker = circuit_breaker("dep")
+    breaker.call(lambda: None)
+    through_proxy.blackhole()
+    through_proxy.cut()
+    with pytest.raises(ConnectionError):
+        breaker.call(_fail)  # with the success above: 2 calls, 50 % failed
+    assert breaker.state == "open"  # decided locally
+    through_proxy.heal()
+    from resilience.storage.redis import RedisBreakerStore
+
+    direct = RedisBreakerStore(redis.Redis(port=redis_server.port), prefix="resilience", sync_interval=0.2)
+    try:
+        direct.manual("dep", "force_open")
+        assert wait_for(lambda: breaker.state == "forced_open", timeout=3.0)
+    finally:
+        direct.close()
