@@ -48,3 +48,19 @@ class UnknownBreakerError(ResilienceError, KeyError):
 
 class StoreUnavailableError(ResilienceError):
     """The shared store (Redis) could not be reached for an operation that must reach it."""
+
+
+class DeadlineExceeded(ResilienceError, TimeoutError):
+    """The current deadline has passed (or would pass before the next attempt could start)."""
+
+    def __init__(self, message: str = "deadline exceeded", *, budget: float | None = None) -> None:
+        self.budget = budget
+        super().__init__(message)
+
+
+class RetryBudgetExhausted(ResilienceError):
+    """A retry was refused because retries already make up too large a share of calls."""
+
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        super().__init__(f"retry budget of policy {policy!r} is exhausted")

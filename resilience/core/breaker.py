@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
-import inspect
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +20,7 @@ from .breaker_state import Outcome, State, StateView
 from .clock import SYSTEM_CLOCK, Clock
 from .event import Event, EventSink, discard
 from .windows import CountWindow, TimeWindow, Window, WindowSnapshot
+from .wrapping import decorate
 
 if TYPE_CHECKING:
     from ..storage.base import BreakerStore
@@ -277,19 +276,7 @@ class CircuitBreaker:
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async callable."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.acall)
 
     def _push(self, ticket: Ticket) -> None:
         stack = self._tickets.get(None)

@@ -1,0 +1,156 @@
+"""The retry loop: backoff with jitter, attempts, a total time bound, ``Retry-After``, the current
+deadline and a retry budget. Sleep, clock and randomness are injected so tests never sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+from ..exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded, RetryBudgetExhausted
+from .backoff import Backoff, FullJitter
+from .budget import RetryBudget
+from .clock import SYSTEM_CLOCK, Clock
+from .deadline import remaining
+from .event import Event, EventSink, discard
+from .wrapping import decorate
+
+T = TypeVar("T")
+NEVER_RETRIED = (CircuitOpenError, DeadlineExceeded, RetryBudgetExhausted)
+
+
+def transient(exc: BaseException) -> bool:
+    """The default classifier: connection and timeout errors only."""
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How to retry: ``attempts`` in all (first call included), waits from ``backoff``, at most
+    ``max_time`` seconds overall, only for errors ``retry_on`` accepts, within ``budget``."""
+
+    name: str = "custom"
+    attempts: int = 3
+    backoff: Backoff = field(default_factory=FullJitter)
+    max_time: float | None = None
+    attempt_timeout: float | None = None  # for adapters: each attempt's I/O timeout (bounded by the deadline)
+    retry_on: Callable[[BaseException], bool] = transient
+    budget: RetryBudget | None = None
+    stop_if: Callable[[], bool] | None = None  # e.g. "the dependency's breaker is open": stop before sleeping
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or not 1 <= self.attempts <= 100:
+            raise ConfigurationError(
+                f"retry policy {self.name!r}: attempts must be a whole number from 1 to 100, got {self.attempts!r}"
+            )
+        for key in ("max_time", "attempt_timeout"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86_400):
+                raise ConfigurationError(f"retry policy {self.name!r}: {key} must be a number of seconds above 0, got {value!r}")
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the failing side asked us to wait: ``exc.retry_after`` or a ``Retry-After`` header."""
+    value = getattr(exc, "retry_after", None)
+    if value is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        value = headers.get("Retry-After") if headers is not None and hasattr(headers, "get") else None
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        try:
+            seconds = parsedate_to_datetime(str(value)).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), 3600.0) if seconds == seconds else None
+
+
+class Retrying:
+    """Runs callables under one ``RetryPolicy``; emits ``retry``/``give_up``/``budget_refused`` events."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        sleep: Callable[[float], Any] = time.sleep,
+        asleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        emit: EventSink = discard,
+    ) -> None:
+        self.policy = policy
+        self.clock, self.sleep, self.asleep = clock, sleep, asleep
+        self.rng = rng or random.Random()
+        self.emit = emit
+
+    def _give_up(self, exc: BaseException, attempt: int, reason: str) -> None:
+        kind = "budget_refused" if reason == "budget" else "give_up"
+        self.emit(Event("retry", kind, self.policy.name, {"attempt": attempt, "reason": reason, "error": type(exc).__name__}))
+
+    def next_delay(self, exc: BaseException, attempt: int, started: float, previous: float) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up and re-raise ``exc``."""
+        p = self.policy
+        if not isinstance(exc, Exception) or isinstance(exc, NEVER_RETRIED) or not p.retry_on(exc):
+            return None
+        if attempt >= p.attempts:
+            self._give_up(exc, attempt, "attempts")
+            return None
+        delay = p.backoff(attempt, previous, self.rng)
+        asked = retry_after(exc)
+        if asked is not None:
+            delay = max(delay, asked)
+        if p.max_time is not None and self.clock.monotonic() - started + delay > p.max_time:
+            self._give_up(exc, attempt, "max_time")
+            return None
+        left = remaining(self.clock)
+        if left is not None and delay >= left:
+            self._give_up(exc, attempt, "deadline")  # sleeping would pass the deadline: fail now
+            return None
+        if p.stop_if is not None and p.stop_if():
+            self._give_up(exc, attempt, "circuit_open")
+            return None
+        if p.budget is not None and not p.budget.try_retry():
+            self._give_up(exc, attempt, "budget")
+            return None
+        self.emit(Event("retry", "retry", p.name, {"attempt": attempt, "delay": round(delay, 4), "error": type(exc).__name__}))
+        return delay
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.policy.budget is not None:
+            self.policy.budget.record_call()
+        started, attempt, previous = self.clock.monotonic(), 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                return fn(*args, **kwargs)
+            except BaseException as exc:
+                delay = self.next_delay(exc, attempt, started, previous)
+                if delay is None:
+                    raise
+            self.sleep(delay)
+            previous = delay
+
+    async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        if self.policy.budget is not None:
+            self.policy.budget.record_call()
+        started, attempt, previous = self.clock.monotonic(), 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                return await fn(*args, **kwargs)
+            except BaseException as exc:
+                delay = self.next_delay(exc, attempt, started, previous)
+                if delay is None:
+                    raise
+            await self.asleep(delay)
+            previous = delay
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate a sync or async callable."""
+        return decorate(fn, self.call, self.acall)
