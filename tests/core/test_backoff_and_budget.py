@@ -1,0 +1,58 @@
+import random
+
+import pytest
+
+from resilience.core.backoff import Constant, DecorrelatedJitter, EqualJitter, Exponential, FullJitter
+from resilience.core.budget import LocalRetryBudget
+from resilience.core.clock import FakeClock
+
+RNG = random.Random(7)
+
+
+@pytest.mark.parametrize("strategy", [FullJitter(0.1, 2), EqualJitter(0.1, 2), DecorrelatedJitter(0.1, 2)])
+def test_jitter_stays_random_and_within_the_cap_once_capped(strategy):
+    previous, delays = 0.0, []
+    for attempt in range(1, 200):
+        previous = strategy(attempt, previous, RNG)
+        delays.append(previous)
+    late = delays[50:]
+    assert max(late) <= 2.0
+    assert len({round(d, 6) for d in late}) > 140  # no lock-step at the cap
+
+
+def test_exponential_doubles_up_to_the_cap():
+    assert [Exponential(0.1, 1)(n, 0, RNG) for n in (1, 2, 3, 4, 5)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0])
+
+
+def test_full_jitter_draws_below_the_exponential_ceiling():
+    assert all(0 <= FullJitter(0.1, 10)(3, 0, RNG) <= 0.4 for _ in range(500))
+
+
+def test_equal_jitter_keeps_at_least_half_the_exponential_delay():
+    assert all(0.2 <= EqualJitter(0.1, 10)(3, 0, RNG) <= 0.4 for _ in range(500))
+
+
+def test_strategies_compose_by_addition_and_capping():
+    combined = (Exponential(1, 100) + Constant(0.5)).capped(3)
+    assert [combined(n, 0, RNG) for n in (1, 2, 3)] == [1.5, 2.5, 3]
+
+
+def test_huge_attempt_numbers_do_not_overflow():
+    assert FullJitter(0.1, 5)(10_000, 0, RNG) <= 5
+
+
+def test_budget_allows_a_floor_then_a_share_of_calls():
+    clock = FakeClock()
+    budget = LocalRetryBudget(ratio=0.2, floor_per_second=0.1, window=10, clock=clock)  # floor: 1 retry
+    assert budget.try_retry() and not budget.try_retry()
+    for _ in range(20):
+        budget.record_call()
+    assert [budget.try_retry() for _ in range(5)] == [True, True, True, True, False]  # 1 + 20 % of 20
+
+
+def test_budget_refills_as_the_window_slides():
+    clock = FakeClock()
+    budget = LocalRetryBudget(ratio=0.0, floor_per_second=0.1, window=10, clock=clock)
+    assert budget.try_retry() and not budget.try_retry()
+    clock.advance(10)
+    assert budget.try_retry()
