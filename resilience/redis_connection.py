@@ -1,7 +1,7 @@
 """Builds the library's own Redis client from ``RESILIENCE["REDIS"]``, with short timeouts.
 
-A cache alias reuses that django-redis cache's server address but not its timeouts: the library
-must give up on Redis within ``REDIS_TIMEOUT`` however patient the cache is configured to be.
+A cache alias reuses that django-redis cache's server address but not its timeouts or retries: the
+library must give up on Redis within ``REDIS_TIMEOUT`` however patient the cache is configured to be.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import Any
 
 import redis
 from django.core.cache import caches
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .exceptions import ConfigurationError
 
@@ -18,7 +20,14 @@ URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 def connect(setting: str, timeout: float) -> redis.Redis:
     """A client for a redis:// URL or a django-redis cache alias."""
-    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 10}
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 10,
+        # redis-py 6+ retries connection errors itself with exponential backoff (seconds against a
+        # dead server); the library does its own, bounded handling, so that layer is switched off.
+        "retry": Retry(NoBackoff(), 0),
+    }
     if setting.startswith(URL_SCHEMES):
         return redis.Redis.from_url(setting, **options)
     try:

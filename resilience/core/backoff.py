@@ -23,6 +23,9 @@ def _exp(base: float, cap: float, attempt: int) -> float:
 class Composable:
     """``a + b`` adds two strategies' delays; ``s.capped(x)`` bounds a composition."""
 
+    def __call__(self, attempt: int, previous: float, rng: random.Random) -> float:
+        raise NotImplementedError
+
     def __add__(self, other: Backoff) -> Sum:
         return Sum(self, other)
 

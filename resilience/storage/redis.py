@@ -91,6 +91,11 @@ class RedisBreakerStore(BreakerStore):
         _STORES.add(self)
         self._start()
 
+    @property
+    def client(self) -> redis.Redis:
+        """The store's Redis client (short timeouts); other shared features reuse it."""
+        return self._client
+
     # -- keys -----------------------------------------------------------------------------
     def _keys(self, name: str) -> list[str]:
         base = f"{self._prefix}:breaker:{{{_hash_tag(name)}}}"
