@@ -26,6 +26,7 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "resilience.middleware.ResilienceMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -76,6 +77,11 @@ RESILIENCE = {
         "default": {"failure_rate": 50, "minimum_calls": 20, "window": 60, "open_for": 30},
         "upstream": {"minimum_calls": 5, "open_for": 10, "half_open_calls": 2, "timeout": 2.0},
     },
+    "ROUTES": [
+        {"path": "*", "timeout": 30},
+        {"path": "/api/*", "timeout": 5, "max_concurrency": 100},
+        {"name": "quote", "timeout": 3},
+    ],
 }
 
 REST_FRAMEWORK = {"DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"]}

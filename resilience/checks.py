@@ -49,3 +49,70 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     return messages
+
+
+MIDDLEWARE_PATH = "resilience.middleware.ResilienceMiddleware"
+SECURITY = "django.middleware.security.SecurityMiddleware"
+MUST_FOLLOW = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+)
+
+
+@register(Tags.compatibility)
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The middleware must shed load and start the deadline before sessions, auth and CSRF run."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH not in middleware:
+        return []
+    position = middleware.index(MIDDLEWARE_PATH)
+    messages: list[Any] = []
+    if SECURITY in middleware and middleware.index(SECURITY) > position:
+        messages.append(
+            Error(
+                "ResilienceMiddleware comes before SecurityMiddleware.",
+                hint="Put it right after SecurityMiddleware, so HTTPS redirects and security headers still apply to 503/504.",
+                id="resilience.E010",
+            )
+        )
+    for name in MUST_FOLLOW:
+        if name in middleware and middleware.index(name) < position:
+            messages.append(
+                Error(
+                    f"ResilienceMiddleware comes after {name.rsplit('.', 1)[-1]}.",
+                    hint="Put it right after SecurityMiddleware: the deadline and the concurrency cap must cover the "
+                    "session and authentication work, and an overloaded server must refuse before doing it.",
+                    id="resilience.E010",
+                )
+            )
+    return messages
+
+
+@register(Tags.urls)
+def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Every ``RESILIENCE["ROUTES"]`` entry is well formed, compiles, and names a URL that exists."""
+    from django.urls import NoReverseMatch, get_resolver, reverse
+
+    from .routes import RouteTable
+
+    try:
+        table = RouteTable(resilience_settings.ROUTES)
+    except ConfigurationError as exc:
+        return [Error(str(exc), hint="See the ROUTES section of README.md.", id="resilience.E011")]
+    known = {k for k in get_resolver().reverse_dict if isinstance(k, str)}
+    messages: list[Any] = []
+    for name in table.by_name:
+        if ":" in name:
+            try:
+                reverse(name)
+            except NoReverseMatch as exc:
+                if "is not a registered namespace" not in str(exc) and "not a valid view function" not in str(exc):
+                    continue  # exists, but needs arguments
+            else:
+                continue
+        elif name in known:
+            continue
+        messages.append(Warning(f'RESILIENCE["ROUTES"] names URL {name!r}, which is not in the URLconf.', id="resilience.W011"))
+    return messages

@@ -15,6 +15,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from .core.breaker_config import BreakerConfig
+from .core.validation import reject_unknown_keys
 from .exceptions import ConfigurationError
 
 DEFAULTS: dict[str, Any] = {
@@ -68,9 +69,7 @@ class ResilienceSettings:
         user = getattr(django_settings, ROOT, {})
         if not isinstance(user, dict):
             raise ConfigurationError(f"{ROOT} must be a dict, got {type(user).__name__}")
-        unknown = sorted(str(k) for k in user if k not in DEFAULTS)
-        if unknown:
-            raise ConfigurationError(f"{ROOT} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(DEFAULTS)}")
+        reject_unknown_keys(user, DEFAULTS, ROOT)
         values = {**DEFAULTS, **user}
         redis_setting = values["REDIS"]
         if redis_setting is not None and (not isinstance(redis_setting, str) or not redis_setting.strip()):

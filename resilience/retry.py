@@ -16,6 +16,7 @@ from .conf import on_reload, resilience_settings
 from .core.backoff import STRATEGIES
 from .core.budget import LocalRetryBudget, RetryBudget
 from .core.retry import Retrying, RetryPolicy, transient
+from .core.validation import reject_unknown_keys
 from .core.wrapping import decorate
 from .events import emit
 from .exceptions import ConfigurationError
@@ -78,11 +79,7 @@ def policy(name: str, **overrides: Any) -> RetryPolicy:
         raise ConfigurationError(f"{path} must be a dict of policy name -> settings, got {type(raw).__name__}")
     values = {**POLICY_DEFAULTS, **raw.get("default", {}), **BUILTIN.get(name, {}), **raw.get(name, {}), **overrides}
     where = f'{path}["{name}"]'
-    unknown = sorted(set(values) - set(POLICY_DEFAULTS))
-    if unknown:
-        raise ConfigurationError(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(POLICY_DEFAULTS)}"
-        )
+    reject_unknown_keys(values, POLICY_DEFAULTS, where)
     strategy = STRATEGIES.get(values["backoff"])
     if strategy is None:
         raise ConfigurationError(f'{where}["backoff"] must be one of {", ".join(STRATEGIES)}, got {values["backoff"]!r}')

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from .validation import reject_unknown_keys
 
 DEFAULTS: dict[str, Any] = {
     "failure_rate": 50,  # percent of failed calls in the window that opens the breaker
@@ -82,12 +83,7 @@ class BreakerConfig:
         """Build from a settings dict on top of ``base``; unknown keys are an error, not ignored."""
         if not isinstance(values, Mapping):
             raise ConfigurationError(f"{path} must be a dict, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in values if k not in known)
-        if unknown:
-            raise ConfigurationError(
-                f"{path} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(values, (f.name for f in fields(cls)), path)
         changes = dict(values)
         if "ignore" in changes and isinstance(changes["ignore"], (list, set)):
             changes["ignore"] = tuple(changes["ignore"])

@@ -1,0 +1,41 @@
+"""Parse a caller's timeout: ``X-Request-Timeout: 2.5`` (seconds) or ``grpc-timeout: 250m``.
+
+Anything malformed, negative, zero, NaN, infinite or oversized is ignored (None), never an error:
+the route's own timeout applies then.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_GRPC = re.compile(r"([0-9]{1,8})([HMSmun])")
+_GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+MAX_HEADER = 32
+
+
+def parse_seconds(value: str | None) -> float | None:
+    """``X-Request-Timeout`` value in seconds, or None. ASCII only: ``float()`` would read "١" (Arabic-Indic one)."""
+    if not value or len(value) > MAX_HEADER or not value.isascii():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def parse_grpc(value: str | None) -> float | None:
+    """``grpc-timeout`` (1-8 digits and a unit: H M S m u n) in seconds, or None."""
+    if not value or len(value) > MAX_HEADER or not value.isascii():
+        return None
+    match = _GRPC.fullmatch(value.strip())
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * _GRPC_UNITS[match.group(2)]
+    return seconds if seconds > 0 else None
+
+
+def format_grpc(seconds: float) -> str:
+    """Seconds as a ``grpc-timeout`` value (milliseconds, at least 1)."""
+    return f"{max(1, min(int(seconds * 1000), 99_999_999))}m"
