@@ -17,6 +17,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         parts = self.path.strip("/").split("/")
         status = int(parts[0]) if parts and parts[0].isdigit() else 200
+        if parts and parts[0].startswith("flaky"):  # /flaky3/key: 503 for the first 3 requests of key
+            with server.lock:
+                server.counts[self.path] = server.counts.get(self.path, 0) + 1
+                status = 503 if server.counts[self.path] <= int(parts[0][5:] or 1) else 200
         if len(parts) > 1 and parts[1].startswith("sleep"):
             time.sleep(float(parts[1][5:]))
         body = b'{"ok": true}'
@@ -41,11 +45,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class LocalHTTPServer:
-    """``GET /503`` answers 503; ``/200/sleep0.5`` answers 200 after 0.5 s; ``/429/after2`` sets Retry-After: 2."""
+    """``GET /503`` answers 503; ``/200/sleep0.5`` answers 200 after 0.5 s; ``/429/after2`` sets Retry-After: 2;
+    ``/flaky2/x`` answers 503 twice, then 200."""
 
     def __init__(self) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.seen = []  # type: ignore[attr-defined]
+        self.httpd.counts = {}  # type: ignore[attr-defined]
+        self.httpd.lock = threading.Lock()  # type: ignore[attr-defined]
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
