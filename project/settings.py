@@ -57,7 +57,7 @@ def _database(url: str | None) -> dict:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
     parts = urlsplit(url)
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "resilience.backends.postgresql",
         "NAME": parts.path.lstrip("/") or "postgres",
         "USER": parts.username or "postgres",
         "PASSWORD": parts.password or "",

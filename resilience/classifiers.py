@@ -122,6 +122,7 @@ CLASSIFIERS = {
     "default": None,  # resilience.core.retry.transient
     "postgres": postgres_connection_lost,
     "postgres_transaction": postgres_transaction_conflict,
+    "postgres_connect": postgres_connect_refused,
     "redis": redis_transient,
     "http": http_transient,
     "aws": aws_transient,

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "ROUTES": [],
     "ALERTS": {},
     "AWS": {},
+    "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.db.ReplicaRouter
 }
 ROOT = "RESILIENCE"
 _listeners: list[Callable[[], None]] = []
@@ -81,6 +82,14 @@ class ResilienceSettings:
         if not isinstance(prefix, str) or not prefix or not prefix.isprintable() or len(prefix) > 64 or "{" in prefix:
             raise ConfigurationError(f'{ROOT}["KEY_PREFIX"] must be 1-64 printable characters without braces, got {prefix!r}')
         self._breakers = self._load_breakers(values["BREAKERS"])
+        replicas = values["DATABASE_REPLICAS"]
+        if not isinstance(replicas, dict) or not all(
+            isinstance(primary, str) and isinstance(aliases, (list, tuple)) and all(isinstance(a, str) for a in aliases)
+            for primary, aliases in replicas.items()
+        ):
+            raise ConfigurationError(
+                f'{ROOT}["DATABASE_REPLICAS"] must map primary aliases to lists of replica aliases, got {replicas!r}'
+            )
         metrics = values["METRICS"]
         if not isinstance(metrics, dict) or not isinstance(metrics.get("SINKS", []), (list, tuple)):
             raise ConfigurationError(f'{ROOT}["METRICS"] must be a dict with a list "SINKS", got {metrics!r}')

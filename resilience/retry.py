@@ -36,6 +36,7 @@ POLICY_DEFAULTS: dict[str, Any] = {
 BUILTIN: dict[str, dict[str, Any]] = {
     "postgres": {"attempts": 3, "base": 0.05, "cap": 1.0},
     "postgres_transaction": {"attempts": 5, "base": 0.01, "cap": 0.5},
+    "postgres_connect": {"attempts": 3, "base": 0.05, "cap": 1.0},
     "redis": {"attempts": 3, "base": 0.01, "cap": 0.2},
     "http": {"attempts": 3, "base": 0.1, "cap": 5.0},
     "aws": {"attempts": 3, "base": 0.1, "cap": 5.0},

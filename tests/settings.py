@@ -6,7 +6,7 @@ from project.settings import *  # noqa: F403
 
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "resilience.backends.postgresql",
         "NAME": os.environ.get("TEST_PG_NAME", "resilience"),
         "USER": os.environ.get("TEST_PG_USER", "postgres"),
         "HOST": os.environ.get("TEST_PG_HOST", "127.0.0.1"),
