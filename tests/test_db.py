@@ -233,3 +233,30 @@ def test_router_reads_from_a_healthy_replica_and_falls_back_to_the_primary(setti
     breaker_for("proxied").force_open()
     assert router.db_for_read(None) == "default"
     assert router.allow_migrate("proxied", "resilience") is False
+
+
+@pytest.fixture
+def pooled():
+    proxy = FaultProxy(connection.settings_dict["HOST"], int(connection.settings_dict["PORT"]))
+    db = extra_alias("pooled", PORT=str(proxy.port), OPTIONS={"pool": {"min_size": 1, "max_size": 2, "timeout": 2}})
+    yield db, proxy
+    db.close()
+    db.close_pool()
+    proxy.close()
+    del connections["pooled"]
+
+
+def test_works_with_djangos_psycopg_connection_pool(pooled, table):
+    db, proxy = pooled
+    with db.cursor() as c:
+        c.execute("INSERT INTO ledger (account, amount) VALUES (1, 1)")
+    with deadline(0.3), pytest.raises(DeadlineExceeded), db.cursor() as c:
+        c.execute("SELECT pg_sleep(3)")
+    db.close()  # back to the pool; the session timeout must not travel with it
+    with db.cursor() as c:
+        c.execute("SHOW statement_timeout")
+        assert c.fetchone()[0] == "0"
+    proxy.cut()
+    with db.cursor() as c:  # a pooled connection died: the read is retried on a fresh one
+        c.execute("SELECT count(*) FROM ledger")
+        assert c.fetchone()[0] == 1
