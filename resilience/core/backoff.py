@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..exceptions import ConfigurationError
+
 
 class Backoff(Protocol):
     def __call__(self, attempt: int, previous: float, rng: random.Random) -> float: ...
@@ -25,6 +27,12 @@ class Composable:
 
     def __call__(self, attempt: int, previous: float, rng: random.Random) -> float:
         raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        for key in ("base", "cap", "delay"):
+            value = getattr(self, key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86_400:
+                raise ConfigurationError(f"{type(self).__name__}: {key} must be seconds from 0 to 86400, got {value!r}")
 
     def __add__(self, other: Backoff) -> Sum:
         return Sum(self, other)

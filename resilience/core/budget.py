@@ -31,6 +31,8 @@ class LocalRetryBudget:
 
     def _advance(self) -> int:
         second = math.floor(self.clock.monotonic())
+        if second == self._head:  # the common case: nothing to evict
+            return second % self.window
         for s in range(max(self._head + 1, second - self.window + 1), second + 1):
             self._calls[s % self.window] = self._retries[s % self.window] = 0
         self._head = max(self._head, second)

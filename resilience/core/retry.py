@@ -124,7 +124,8 @@ class Retrying:
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.policy.budget is not None:
             self.policy.budget.record_call()
-        started, attempt, previous = self.clock.monotonic(), 0, 0.0
+        started = self.clock.monotonic() if self.policy.max_time is not None else 0.0  # only max_time reads it
+        attempt, previous = 0, 0.0
         while True:
             attempt += 1
             try:
@@ -139,7 +140,8 @@ class Retrying:
     async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self.policy.budget is not None:
             self.policy.budget.record_call()
-        started, attempt, previous = self.clock.monotonic(), 0, 0.0
+        started = self.clock.monotonic() if self.policy.max_time is not None else 0.0  # only max_time reads it
+        attempt, previous = 0, 0.0
         while True:
             attempt += 1
             try:

@@ -56,3 +56,11 @@ def test_budget_refills_as_the_window_slides():
     assert budget.try_retry() and not budget.try_retry()
     clock.advance(10)
     assert budget.try_retry()
+
+
+@pytest.mark.parametrize("make", [lambda: FullJitter(-1, 5), lambda: EqualJitter(0.1, float("nan")), lambda: Constant("1")])
+def test_backoff_parameters_are_validated(make):
+    from resilience.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="must be seconds from 0 to 86400"):
+        make()
