@@ -146,7 +146,7 @@ def on_reload(listener: Callable[[], None]) -> None:
 
 
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in (ROOT, "CACHES", "DEBUG"):
+    if setting in (ROOT, "CACHES", "DEBUG", "ROOT_URLCONF"):
         resilience_settings.reload()
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import resolve
 
 from .conf import on_reload, resilience_settings
 from .core.deadline import deadline
@@ -69,6 +68,40 @@ def _timed_out(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"detail": "The request took too long."}, status=504)
 
 
+def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
+    """The request's route, and a 503 if the route's bulkhead is full (else a permit is held)."""
+    route = route_table().match(request.path_info, getattr(request, "urlconf", None))
+    if route is None:
+        return None, None
+    request.resilience_route = route  # type: ignore[attr-defined]
+    if route.bulkhead is not None and not route.bulkhead.try_acquire():
+        return route, _overloaded(route)
+    return route, None
+
+
+class _Bounded:
+    """Around the rest of the stack: the route's deadline; afterwards the bulkhead permit back."""
+
+    __slots__ = ("route", "deadline")
+
+    def __init__(self, route: Route, request: HttpRequest) -> None:
+        self.route = route
+        seconds = _timeout(route, request)
+        self.deadline = deadline(seconds) if seconds is not None else None
+
+    def __enter__(self) -> None:
+        if self.deadline is not None:
+            self.deadline.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self.deadline is not None:
+                self.deadline.__exit__(*exc)
+        finally:
+            if self.route.bulkhead is not None:
+                self.route.bulkhead.release()
+
+
 class ResilienceMiddleware:
     """Place it right after ``SecurityMiddleware`` (system check ``resilience.E010`` says so)."""
 
@@ -84,41 +117,23 @@ class ResilienceMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        route = route_table().match(request.path_info, resolve)
+        route, refused = _admit(request)
+        if refused is not None:
+            return refused
         if route is None:
             return self.get_response(request)
-        request.resilience_route = route  # type: ignore[attr-defined]
-        bulkhead = route.bulkhead
-        if bulkhead is not None and not bulkhead.try_acquire():
-            return _overloaded(route)
-        try:
-            seconds = _timeout(route, request)
-            if seconds is None:
-                return self.get_response(request)
-            with deadline(seconds):
-                return self.get_response(request)
-        finally:
-            if bulkhead is not None:
-                bulkhead.release()
+        with _Bounded(route, request):
+            return self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        route = route_table().match(request.path_info, resolve)
+        route, refused = _admit(request)
+        if refused is not None:
+            return refused
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         if route is None:
             return await get_response(request)
-        request.resilience_route = route  # type: ignore[attr-defined]
-        bulkhead = route.bulkhead
-        if bulkhead is not None and not bulkhead.try_acquire():
-            return _overloaded(route)
-        try:
-            seconds = _timeout(route, request)
-            if seconds is None:
-                return await get_response(request)
-            with deadline(seconds):
-                return await get_response(request)
-        finally:
-            if bulkhead is not None:
-                bulkhead.release()
+        with _Bounded(route, request):
+            return await get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DeadlineExceeded):

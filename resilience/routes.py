@@ -13,12 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.urls import get_resolver
+
 from .core.bulkhead import Bulkhead
 from .core.validation import reject_unknown_keys
 from .exceptions import ConfigurationError
 
 ROUTE_KEYS = {"name", "path", "path_regex", "timeout", "max_concurrency", "retry_after", "trust_timeout_header"}
 VIEW_ATTRIBUTE = "resilience_route"
+RESOLVE_CACHE_SIZE = 4096  # paths whose view-based route is remembered
+_MISSING = object()
 
 
 @dataclass
@@ -93,22 +97,22 @@ class RouteTable:
             else:
                 self.patterns.append((0, re.compile(entry["path_regex"]), route_from(entry, f"regex:{entry['path_regex']}")))
         self.patterns.sort(key=lambda p: -p[0])
+        self._resolved: dict[tuple[str | None, str], Route | None | object] = {}
+        self._decorated_seen = 0
 
-    def match(self, path: str, resolve: Callable[[str], Any] | None = None) -> Route | None:
-        """The most specific route of ``path``; ``resolve`` finds the view and URL name when needed."""
-        if resolve is not None and (self.by_name or _DECORATED):  # decorated views register when their URLconf loads
-            try:
-                match = resolve(path)
-            except Exception:  # noqa: BLE001 - a 404 path simply matches by path
-                match = None
-            if match is not None:
-                view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)  # Django / DRF
-                decorated = getattr(match.func, VIEW_ATTRIBUTE, None) or getattr(view_class, VIEW_ATTRIBUTE, None)
-                if decorated is not None:
-                    return decorated  # type: ignore[no-any-return]
-                named = self.by_name.get(match.view_name) or self.by_name.get(match.url_name or "")
-                if named is not None:
-                    return named
+    def match(self, path: str, urlconf: str | None = None) -> Route | None:
+        """The most specific route of ``path`` (``urlconf``: the request's own, if middleware set one)."""
+        if self.by_name or _DECORATED:  # decorated views register when their URLconf is imported
+            key = (urlconf, path)
+            by_view = self._resolved.get(key, _MISSING)
+            if by_view is _MISSING:
+                by_view = self._match_view(path, urlconf)
+                if len(self._resolved) >= RESOLVE_CACHE_SIZE or self._decorated_seen != len(_DECORATED):
+                    self._resolved.clear()  # bounded (clients choose paths); stale once more views registered
+                    self._decorated_seen = len(_DECORATED)
+                self._resolved[key] = by_view
+            if by_view is not None:
+                return by_view  # type: ignore[return-value]
         exact = self.exact.get(path)
         if exact is not None:
             return exact
@@ -116,6 +120,18 @@ class RouteTable:
             if regex.match(path):
                 return route
         return None
+
+    def _match_view(self, path: str, urlconf: str | None) -> Route | None:
+        """The route of the view ``path`` resolves to: its decorator's, else its URL name's."""
+        try:
+            match = get_resolver(urlconf).resolve(path)
+        except Exception:  # noqa: BLE001 - a 404 path simply matches by path
+            return None
+        view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)  # Django / DRF
+        decorated = getattr(match.func, VIEW_ATTRIBUTE, None) or getattr(view_class, VIEW_ATTRIBUTE, None)
+        if decorated is not None:
+            return decorated  # type: ignore[no-any-return]
+        return self.by_name.get(match.view_name) or self.by_name.get(match.url_name or "")
 
 
 _DECORATED: list[Route] = []

@@ -157,3 +157,18 @@ def test_malformed_routes_are_e011_with_the_entry_named(settings, routes, messag
 def test_a_route_naming_a_missing_url_is_w011(settings):
     settings.RESILIENCE = {"ROUTES": [{"name": "no-such-url", "timeout": 1}, {"name": "named", "timeout": 1}]}
     assert [m.id for m in run_checks() if m.id == "resilience.W011"] == ["resilience.W011"]
+
+
+def test_routes_resolve_with_the_urlconf_an_earlier_middleware_chose(settings):
+    settings.MIDDLEWARE = [MIDDLEWARE[0], "tests.urls_alt.AltUrlconfMiddleware", *MIDDLEWARE[1:]]
+    assert 1.5 < left(Client().get("/other/", HTTP_X_ALT_SITE="1")) <= 2  # the "named" route of that URLconf
+
+
+def test_the_resolved_route_cache_is_bounded():
+    from resilience.middleware import route_table
+    from resilience.routes import RESOLVE_CACHE_SIZE
+
+    table = route_table()
+    for n in range(RESOLVE_CACHE_SIZE + 10):
+        table.match(f"/no/such/{n}/")
+    assert len(table._resolved) <= RESOLVE_CACHE_SIZE
