@@ -27,7 +27,7 @@ from django.db.transaction import TransactionManagementError
 
 from .classifiers import postgres_connection_lost, postgres_transaction_conflict, sqlstate
 from .conf import resilience_settings
-from .core.deadline import remaining
+from .core.deadline import bounded, remaining
 from .decorators import BreakerHandle, circuit_breaker
 from .exceptions import DeadlineExceeded
 from .retry import retry
@@ -75,9 +75,10 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
     if remaining() == 0.0:
         raise DeadlineExceeded("deadline passed before the statement was sent")
     in_transaction = db.in_atomic_block or not db.get_autocommit()
+    attempt_timeout = retry("postgres").retrying.policy.attempt_timeout  # per statement, within the deadline
 
     def run() -> Any:
-        left = remaining()
+        left = bounded(attempt_timeout)
         try:
             if left is not None:
                 _set_statement_timeout(db, cursor_wrapper.cursor, left, local=in_transaction)

@@ -45,7 +45,11 @@ class ResilientSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         breaker = circuit_breaker(self.breaker_name(str(url)))
+        retrying = retry(self.policy)
+        per_attempt = retrying.retrying.policy.attempt_timeout
         timeout = kwargs.pop("timeout", None) or self.default_timeout
+        if per_attempt is not None:
+            timeout = min(timeout, per_attempt)
         headers = dict(kwargs.pop("headers", None) or {})
 
         def attempt() -> requests.Response:
@@ -68,6 +72,6 @@ class ResilientSession(requests.Session):
                 return response
 
         try:
-            return retry(self.policy).call(attempt)  # type: ignore[no-any-return]
+            return retrying.call(attempt)  # type: ignore[no-any-return]
         except _StatusFailure as exc:
             return exc.response  # type: ignore[return-value]

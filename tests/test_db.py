@@ -260,3 +260,11 @@ def test_works_with_djangos_psycopg_connection_pool(pooled, table):
     with db.cursor() as c:  # a pooled connection died: the read is retried on a fresh one
         c.execute("SELECT count(*) FROM ledger")
         assert c.fetchone()[0] == 1
+
+
+def test_the_postgres_policys_attempt_timeout_bounds_statements_without_a_deadline(settings):
+    settings.RESILIENCE = {**settings.RESILIENCE, "RETRY": {"postgres": {"attempt_timeout": 0.2, "budget": None}}}
+    started = time.monotonic()
+    with pytest.raises(DatabaseError), connection.cursor() as c:
+        c.execute("SELECT pg_sleep(3)")  # cancelled by statement_timeout: a plain error, no deadline passed
+    assert time.monotonic() - started < 0.8

@@ -104,3 +104,11 @@ def test_connection_refused_is_retried_then_raised():
     with pytest.raises(requests.ConnectionError):
         session.get(f"http://127.0.0.1:{free_port()}/")
     assert time.monotonic() - started < 2
+
+
+def test_the_http_policys_attempt_timeout_bounds_each_attempt(server, settings):
+    settings.RESILIENCE = {**settings.RESILIENCE, "RETRY": {"http": {"attempt_timeout": 0.2, "attempts": 1, "budget": None}}}
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        ResilientSession(timeout=10).get(server.url("/200/sleep2"))
+    assert time.monotonic() - started < 0.8
