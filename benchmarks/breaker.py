@@ -17,27 +17,24 @@ starts with a unique prefix and is deleted at the end; nothing else on the serve
 from __future__ import annotations
 
 import argparse
-import gc
-import itertools
 import os
-import statistics
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script: make ``resilience`` importable
+    sys.path.insert(0, str(ROOT))  # run as a script: make ``resilience`` and ``benchmarks`` importable
 
 import pybreaker  # noqa: E402
 import redis  # noqa: E402
 from redis.connection import AbstractConnection  # noqa: E402
 
+from benchmarks import harness  # noqa: E402
 from resilience.core.breaker import CircuitBreaker  # noqa: E402
 from resilience.core.breaker_config import BreakerConfig  # noqa: E402
 from resilience.storage.memory import MemoryBreakerStore  # noqa: E402
@@ -57,68 +54,11 @@ def fn() -> int:
 
 
 @dataclass
-class Variant:
-    name: str
-    loop: Callable[[int], Any]  # runs ``n`` calls; returns the last result
+class Variant(harness.Variant):
     uses_redis: bool = False  # listed in the Redis traffic table
-    slow: bool = False  # does network I/O on every call: calibrate with fewer calls
-    samples: list[float] = field(default_factory=list)  # ns per call, one per round
-    calls: int = 0
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
 
 
-def _loop(call: Callable[..., Any], *args: Any) -> Callable[[int], Any]:
-    """A timing loop calling ``call(*args)``; every variant pays the same loop cost."""
-    repeat = itertools.repeat
-
-    def run(n: int) -> Any:
-        result = None
-        for _ in repeat(None, n):
-            result = call(*args)
-        return result
-
-    return run
-
-
-def _time(variant: Variant, n: int) -> float:
-    """ns per call over one batch of ``n`` calls, with the garbage collector paused (like timeit)."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        result = variant.loop(n)
-        elapsed = time.perf_counter_ns() - start
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    if result != 1:
-        raise RuntimeError(f"{variant.name}: the protected call returned {result!r}, not 1")
-    return elapsed / n
-
-
-def _calibrate(variant: Variant, target_s: float) -> int:
-    """Number of calls that makes one round last about ``target_s`` seconds."""
-    n = 20 if variant.slow else 2_000
-    _time(variant, n)  # warm up: connections, caches, first-call paths
-    while True:
-        per_call = _time(variant, n)
-        if per_call * n >= 0.02e9 or n >= 10_000_000:
-            break
-        n *= 4
-    return max(int(target_s * 1e9 / per_call), 10)
-
-
-def measure(variants: list[Variant], rounds: int, target_s: float) -> None:
-    for v in variants:
-        v.calls = _calibrate(v, target_s)
-    for r in range(rounds):
-        # rotate the order every round so no variant always runs right after the slow Redis one
-        shift = r % len(variants)
-        for v in variants[shift:] + variants[:shift]:
-            v.samples.append(_time(v, v.calls))
+SLOW = 20  # first calibration batch for a variant doing network I/O on every call
 
 
 # -- Redis round trips -------------------------------------------------------------------------
@@ -198,25 +138,8 @@ def _setup_django(redis_url: str, prefix: str) -> Any:
     return circuit_breaker("bench")(fn), breakers
 
 
-def _fmt_ns(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
-
-
 def _fmt_ratio(value: float) -> str:
     return f"{value:,.0f}×" if value >= 100 else f"{value:.2f}×"
-
-
-def _table(headers: list[str], rows: list[list[str]], align: str) -> str:
-    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    columns = list(zip(widths, align, strict=True))
-
-    def line(cells: list[str]) -> str:
-        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, (w, a) in zip(cells, columns, strict=True))
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else "-" * (w + 2) for w, a in columns) + "|"
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         shared = CircuitBreaker("bench", BreakerConfig(), store)
 
         variants = [
-            Variant(BARE, _loop(fn)),
-            Variant(PYB_MEM, _loop(pyb_mem.call, fn)),
-            Variant(PYB_REDIS, _loop(pyb_redis.call, fn), uses_redis=True, slow=True),
-            Variant(OURS_MEM, _loop(mem.call, fn)),
-            Variant(OURS_REDIS, _loop(shared.call, fn), uses_redis=True),
-            Variant(OURS_REDIS_DECO, _loop(shared(fn)), uses_redis=True),
+            Variant(BARE, harness.loop(fn)),
+            Variant(PYB_MEM, harness.loop(pyb_mem.call, fn)),
+            Variant(PYB_REDIS, harness.loop(pyb_redis.call, fn), first_batch=SLOW, uses_redis=True),
+            Variant(OURS_MEM, harness.loop(mem.call, fn)),
+            Variant(OURS_REDIS, harness.loop(shared.call, fn), uses_redis=True),
+            Variant(OURS_REDIS_DECO, harness.loop(shared(fn)), uses_redis=True),
         ]
         if not args.no_django:
             try:
@@ -264,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - optional variant: report and go on
                 print(f"(skipping the Django @circuit_breaker variant: {type(exc).__name__}: {exc})\n")
             else:
-                variants.append(Variant(OURS_DJANGO, _loop(decorated), uses_redis=True))
+                variants.append(Variant(OURS_DJANGO, harness.loop(decorated), uses_redis=True))
 
         started = time.perf_counter()
-        measure(variants, rounds, target_s)
+        harness.measure(variants, rounds, target_s)
         by_name = {v.name: v for v in variants}
         base, pym, pyr, ours = (by_name[n].median for n in (BARE, PYB_MEM, PYB_REDIS, OURS_REDIS))
 
@@ -275,12 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for v in variants:
             m = v.median
-            spread = f"{_fmt_ns(min(v.samples))}–{_fmt_ns(max(v.samples))}"
             overhead = f"{m - base:+,.0f}"
-            rows.append([v.name, _fmt_ns(m), spread, overhead, _fmt_ratio(m / pym), _fmt_ratio(pyr / m), f"{v.calls:,}"])
+            spread = harness.spread(v.samples)
+            rows.append([v.name, harness.fmt_ns(m), spread, overhead, _fmt_ratio(m / pym), _fmt_ratio(pyr / m), f"{v.calls:,}"])
         headers = ["variant", "ns/call (median)", "min–max", "overhead over bare (ns)", "× pybreaker in-memory",
                    "pybreaker-Redis ÷ this", "calls/round"]  # fmt: skip
-        print(_table(headers, rows, "lrrrrrr"))
+        print(harness.table(headers, rows, "lrrrrrr"))
         took = time.perf_counter() - started
         print(f"\nTimed in {took:.1f} s; ns/call includes the same loop cost for every row (nothing subtracted).")
 
@@ -308,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         headers = [f"variant ({rt_calls:,} calls)", "round trips/call (calling thread)", "server commands/call",
                    "server commands in window", "window (ms)", "background sync sends in window",
                    "others' commands expected in window"]  # fmt: skip
-        print(_table(headers, trips_rows, "lrrlrrr"))
+        print(harness.table(headers, trips_rows, "lrrlrrr"))
         print(
             "\nRound trips: packets the calling thread sent to Redis during the calls (one per command or"
             "\npipeline), counted by wrapping redis-py's send. Background sync: packets resilience's sync"

@@ -23,6 +23,7 @@ across runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import io
 import itertools
@@ -37,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: make ``resilience`` and ``benchmarks`` importable
+
+from benchmarks import harness  # noqa: E402
 
 TARGET = 0.85  # with-middleware throughput at least this fraction of without
 MIDDLEWARE_PATH = "resilience.middleware.ResilienceMiddleware"
@@ -195,39 +198,17 @@ def _time(variant: Variant, n: int) -> float:
     variant.prepare()
     variant.run(3)  # the route table is rebuilt on the first request after a settings change
     gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        status, body = variant.run(n)
-        elapsed = time.perf_counter_ns() - start
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    (status, body), per_call = harness.timed(variant.run, n)
     if not status.startswith("200") or body != BODY:
         raise RuntimeError(f"{variant.name}: got {status!r} {body[:200]!r}, not 200 {BODY!r}")
-    return elapsed / n
-
-
-def _calibrate(variant: Variant, target_s: float) -> int:
-    """Number of requests that makes one round last about ``target_s`` seconds."""
-    n = 50
-    _time(variant, n)  # warm up: imports, caches, first-request paths
-    while True:
-        per_call = _time(variant, n)
-        if per_call * n >= 0.02e9 or n >= 1_000_000:
-            break
-        n *= 4
-    return max(int(target_s * 1e9 / per_call), 10)
+    return per_call
 
 
 def measure(variants: list[Variant], rounds: int, target_s: float) -> None:
+    """Calibrate each variant (from 50 requests, at most 1,000,000), then time them in interleaved rounds."""
     for v in variants:
-        v.calls = _calibrate(v, target_s)
-    for r in range(rounds):
-        shift = r % len(variants)  # rotate the order every round
-        for v in variants[shift:] + variants[:shift]:
-            v.samples.append(_time(v, v.calls))
+        v.calls = harness.calibrate(functools.partial(_time, v), target_s, first=50, limit=1_000_000)
+    harness.interleave(variants, rounds, _time)
 
 
 def sanity(variants: list[Variant]) -> list[str]:
@@ -256,19 +237,6 @@ def sanity(variants: list[Variant]) -> list[str]:
                 if route.bulkhead is not None and route.bulkhead.active != 0:
                     problems.append(f"{v.name}: bulkhead {route.label} still holds {route.bulkhead.active} slot(s)")
     return problems
-
-
-def _table(headers: list[str], rows: list[list[str]], align: str) -> str:
-    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    columns = list(zip(widths, align, strict=True))
-
-    def line(cells: list[str]) -> str:
-        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, (w, a) in zip(cells, columns, strict=True))
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else "-" * (w + 2) for w, a in columns) + "|"
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def _rps(ns: float) -> str:
@@ -324,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             checks.append((f"{stack} stack, {label}: {ratio:.1%} of the throughput without the middleware", ok))
         headers = ["ROUTES configuration", "req/s without", "req/s with", "with ÷ without", "per-round ratio min–max",
                    "µs added per request", f"≥ {TARGET:.0%}"]  # fmt: skip
-        print(_table(headers, rows, "lrrrrrl"))
+        print(harness.table(headers, rows, "lrrrrrl"))
         print()
 
     took = time.perf_counter() - started

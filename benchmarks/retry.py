@@ -22,7 +22,6 @@ no sleeping, seeded; every strategy runs on the same seeds and the tables report
 from __future__ import annotations
 
 import argparse
-import gc
 import heapq
 import itertools
 import math
@@ -37,10 +36,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script: make ``resilience`` importable
+    sys.path.insert(0, str(ROOT))  # run as a script: make ``resilience`` and ``benchmarks`` importable
 
 import tenacity  # noqa: E402
 
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import Variant  # noqa: E402
 from resilience.core.backoff import DecorrelatedJitter, EqualJitter, Exponential, FullJitter  # noqa: E402
 from resilience.core.budget import LocalRetryBudget  # noqa: E402
 from resilience.core.clock import SYSTEM_CLOCK  # noqa: E402
@@ -67,73 +68,10 @@ def noop() -> None:
 
 
 # -- Part 1: overhead of a call that succeeds -------------------------------------------------
-@dataclass
-class Variant:
-    name: str
-    loop: Callable[[int], Any]  # runs ``n`` calls; returns the last result
-    expect: Any = 1  # what the last call must return (guards against timing a broken setup)
-    samples: list[float] = field(default_factory=list)  # ns per call, one per round
-    calls: int = 0
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-
-def _loop(call: Callable[..., Any], *args: Any) -> Callable[[int], Any]:
-    """A timing loop calling ``call(*args)``; every variant pays the same loop cost."""
-    repeat = itertools.repeat
-
-    def run(n: int) -> Any:
-        result = None
-        for _ in repeat(None, n):
-            result = call(*args)
-        return result
-
-    return run
-
-
 def _empty_loop(n: int) -> None:
     for _ in itertools.repeat(None, n):
         pass
     return None
-
-
-def _time(variant: Variant, n: int) -> float:
-    """ns per call over one batch of ``n`` calls, with the garbage collector paused (like timeit)."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        result = variant.loop(n)
-        elapsed = time.perf_counter_ns() - start
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    if result != variant.expect:
-        raise RuntimeError(f"{variant.name}: the last call returned {result!r}, not {variant.expect!r}")
-    return elapsed / n
-
-
-def _calibrate(variant: Variant, target_s: float) -> int:
-    """Number of calls that makes one round last about ``target_s`` seconds."""
-    n = 2_000
-    _time(variant, n)  # warm up: first-call paths, caches
-    while True:
-        per_call = _time(variant, n)
-        if per_call * n >= 0.02e9 or n >= 10_000_000:
-            break
-        n *= 4
-    return max(int(target_s * 1e9 / max(per_call, 1.0)), 10)
-
-
-def measure(variants: list[Variant], rounds: int, target_s: float) -> None:
-    for v in variants:
-        v.calls = _calibrate(v, target_s)
-    for r in range(rounds):
-        shift = r % len(variants)  # rotate the order so no variant always runs first or last
-        for v in variants[shift:] + variants[:shift]:
-            v.samples.append(_time(v, v.calls))
 
 
 def paired_overhead(v: Variant, bare: Variant) -> float:
@@ -185,21 +123,21 @@ def part1(rounds: int, target_s: float) -> list[tuple[str, bool]]:
     piece_budget = LocalRetryBudget()
 
     variants = [
-        Variant(BARE, _loop(fn)),
-        Variant(TEN_DECO, _loop(ten_deco)),
-        Variant(TEN_OBJ, _loop(ten_obj, fn)),
-        Variant(OURS_CALL, _loop(ours.call, fn)),
-        Variant(OURS_DECO, _loop(ours(fn))),
-        Variant(OURS_BUDGET_CALL, _loop(ours_budget.call, fn)),
-        Variant(OURS_BUDGET_DECO, _loop(ours_budget(fn))),
+        Variant(BARE, harness.loop(fn)),
+        Variant(TEN_DECO, harness.loop(ten_deco)),
+        Variant(TEN_OBJ, harness.loop(ten_obj, fn)),
+        Variant(OURS_CALL, harness.loop(ours.call, fn)),
+        Variant(OURS_DECO, harness.loop(ours(fn))),
+        Variant(OURS_BUDGET_CALL, harness.loop(ours_budget.call, fn)),
+        Variant(OURS_BUDGET_DECO, harness.loop(ours_budget(fn))),
         # pieces of our success path, for the breakdown table
         Variant(PIECE_EMPTY, _empty_loop, expect=None),
-        Variant(PIECE_RECORD, _loop(piece_budget.record_call), expect=None),
-        Variant(PIECE_CLOCK, _clock_loop(_loop(SYSTEM_CLOCK.monotonic)), expect=None),
+        Variant(PIECE_RECORD, harness.loop(piece_budget.record_call), expect=None),
+        Variant(PIECE_CLOCK, _clock_loop(harness.loop(SYSTEM_CLOCK.monotonic)), expect=None),
     ]
 
     started = time.perf_counter()
-    measure(variants, rounds, target_s)
+    harness.measure(variants, rounds, target_s)
     took = time.perf_counter() - started
     by = {v.name: v for v in variants}
     bare = by[BARE]
@@ -208,19 +146,19 @@ def part1(rounds: int, target_s: float) -> list[tuple[str, bool]]:
 
     print(f"## Part 1 — a call that succeeds on the first attempt ({rounds} interleaved rounds, median ns per call)\n")
     main_rows = [TEN_DECO, TEN_OBJ, OURS_CALL, OURS_DECO, OURS_BUDGET_CALL, OURS_BUDGET_DECO]
-    rows = [[BARE, _fmt_ns(bare.median), _spread(bare), "–", "–", "–", f"{bare.calls:,}"]]
+    rows = [[BARE, harness.fmt_ns(bare.median), harness.spread(bare.samples), "–", "–", "–", f"{bare.calls:,}"]]
     for name in main_rows:
         v = by[name]
         ours_row = name.startswith("resilience")
         rows.append([
-            name, _fmt_ns(v.median), _spread(v), f"{over[name]:+,.0f}",
+            name, harness.fmt_ns(v.median), harness.spread(v.samples), f"{over[name]:+,.0f}",
             f"{over[name] / t_obj:.2f}" if ours_row else "–",
             f"{over[name] / t_deco:.2f}" if ours_row else "–",
             f"{v.calls:,}",
         ])  # fmt: skip
     headers = ["variant", "ns/call (median)", "min–max", "overhead over bare (ns)", "÷ tenacity Retrying overhead",
                "÷ tenacity @retry overhead", "calls/round"]  # fmt: skip
-    print(_table(headers, rows, "lrrrrrr"))
+    print(harness.table(headers, rows, "lrrrrrr"))
     print(
         f"\nTimed in {took:.1f} s. ns/call includes the same loop cost for every row. Overhead: per round, the"
         "\nvariant minus the bare call timed in the same round; the median of those. The tenacity object and"
@@ -234,10 +172,11 @@ def part1(rounds: int, target_s: float) -> list[tuple[str, bool]]:
     piece_rows = []
     for name in (PIECE_EMPTY, PIECE_CLOCK, PIECE_RECORD):
         v = by[name]
-        piece_rows.append([name, _fmt_ns(v.median), _spread(v), f"{v.median - empty:,.1f}" if name != PIECE_EMPTY else "–"])
+        over_empty = f"{v.median - empty:,.1f}" if name != PIECE_EMPTY else "–"
+        piece_rows.append([name, harness.fmt_ns(v.median), harness.spread(v.samples), over_empty])
     budget_cost = over[OURS_BUDGET_CALL] - over[OURS_CALL]
     piece_rows.append(["budget variant − pure engine (.call)", "–", "–", f"{budget_cost:,.1f}"])
-    print(_table(["piece", "ns/iteration (median)", "min–max", "ns over the empty loop"], piece_rows, "lrrr"))
+    print(harness.table(["piece", "ns/iteration (median)", "min–max", "ns over the empty loop"], piece_rows, "lrrr"))
     print(
         "\nOn success our engine reads the clock once (the start time, which only a policy with max_time uses)"
         "\nand, with a budget, calls record_call() once (a lock, a clock read and the window bookkeeping)."
@@ -418,12 +357,12 @@ def part2(clients: int, seeds: int, ks_samples: int) -> list[tuple[str, bool]]:
     took = time.perf_counter() - started
     by = {r.name: r for r, _ in strategies}
     full = by["full jitter"]
-    fastest_work = min(statistics.median(r.work) for r, _ in strategies if not r.context)
+    fastest_work = min(float(statistics.median(r.work)) for r, _ in strategies if not r.context)
 
     print(f"\n## Part 2 — the AWS blog's OCC contention simulation ({clients} clients, {seeds} seeds, median)\n")
     rows = []
     for r, _ in strategies:
-        work, tm = statistics.median(r.work), statistics.median(r.times)
+        work, tm = float(statistics.median(r.work)), statistics.median(r.times)
         q_work, q_tm = _quartiles(r.work), _quartiles(r.times)
         rows.append([
             r.name + (" (context)" if r.context else ""), r.note, f"{work:,.0f}", f"{q_work[0]:,.0f}–{q_work[1]:,.0f}",
@@ -432,7 +371,7 @@ def part2(clients: int, seeds: int, ks_samples: int) -> list[tuple[str, bool]]:
         ])  # fmt: skip
     headers = ["strategy", "implementation", "work: writes (median)", "work IQR", "÷ least work", "completion (ms, median)",
                "completion IQR", "÷ full jitter"]  # fmt: skip
-    print(_table(headers, rows, "llrrrrrr"))
+    print(harness.table(headers, rows, "llrrrrrr"))
     print(
         f"\nSimulated in {took:.1f} s (virtual time; nothing sleeps). Work: writes the server received, as in the"
         f"\nblog (every read is followed by one write). Completion: when the last client learnt its write succeeded."
@@ -449,7 +388,7 @@ def part2(clients: int, seeds: int, ks_samples: int) -> list[tuple[str, bool]]:
     print(f"\n### Our FullJitter vs the blog's formula, delay distribution ({ks_samples:,} draws each, independent RNGs)\n")
     headers = ["attempt", "upper bound (ms)", "mean, ours", "mean, reference", "KS D: ours vs reference (exp = attempt − 1)",
                "KS D: ours vs blog numbering (exp = attempt)"]  # fmt: skip
-    print(_table(headers, rows, "rrrrrr"))
+    print(harness.table(headers, rows, "rrrrrr"))
     print(
         "\nThe reference is the blog's formula with the exponent shifted by one (our attempt 1 waits up to"
         "\nbase × 2 ** 0). Without the shift (last column) the distributions differ until both reach the cap."
@@ -485,27 +424,6 @@ def _quartiles(values: list[float] | list[int]) -> tuple[float, float]:
         return float(values[0]), float(values[0])
     q = statistics.quantiles(values, n=4, method="inclusive")
     return q[0], q[2]
-
-
-def _spread(v: Variant) -> str:
-    return f"{_fmt_ns(min(v.samples))}–{_fmt_ns(max(v.samples))}"
-
-
-def _fmt_ns(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
-
-
-def _table(headers: list[str], rows: list[list[str]], align: str) -> str:
-    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    columns = list(zip(widths, align, strict=True))
-
-    def line(cells: list[str]) -> str:
-        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, (w, a) in zip(cells, columns, strict=True))
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else "-" * (w + 2) for w, a in columns) + "|"
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,129 @@
+"""Timing harness shared by the benchmark scripts: GC-paused batches, calibrated interleaved rounds, Markdown tables.
+
+The machine may be shared and noisy, so the scripts time every variant in the same process, in
+rounds whose order rotates, and report medians; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+R = TypeVar("R")
+
+
+class Sampled(Protocol):
+    """Anything ``interleave`` can time: a batch size and the ns per call of each round."""
+
+    samples: list[float]
+    calls: int
+
+
+S = TypeVar("S", bound=Sampled)
+
+
+@dataclass
+class Variant:
+    """One thing to time: ``loop(n)`` makes ``n`` calls and returns the last result, which must equal ``expect``."""
+
+    name: str
+    loop: Callable[[int], Any]
+    expect: Any = 1  # guards against timing a broken setup
+    first_batch: int = 2_000  # calibration starts here; smaller for variants doing I/O on every call
+    samples: list[float] = field(default_factory=list)  # ns per call, one per round
+    calls: int = 0  # calls per round, set by calibration
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def loop(call: Callable[..., Any], *args: Any) -> Callable[[int], Any]:
+    """A timing loop calling ``call(*args)`` ``n`` times; every variant pays the same loop cost."""
+    repeat = itertools.repeat
+
+    def run(n: int) -> Any:
+        result = None
+        for _ in repeat(None, n):
+            result = call(*args)
+        return result
+
+    return run
+
+
+def timed(run: Callable[[int], R], n: int) -> tuple[R, float]:
+    """``run(n)`` with the garbage collector paused (like timeit): its result and ns per call."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        result = run(n)
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return result, elapsed / n
+
+
+def time_variant(variant: Variant, n: int) -> float:
+    """ns per call over one batch of ``n`` calls of ``variant``, checking the last result."""
+    result, per_call = timed(variant.loop, n)
+    if result != variant.expect:
+        raise RuntimeError(f"{variant.name}: the last call returned {result!r}, not {variant.expect!r}")
+    return per_call
+
+
+def calibrate(time_batch: Callable[[int], float], target_s: float, first: int = 2_000, limit: int = 10_000_000) -> int:
+    """Calls per round of about ``target_s`` seconds: a warm-up batch, then ×4 until a batch lasts 20 ms (or ``limit``)."""
+    n = first
+    time_batch(n)  # warm up: connections, caches, first-call paths
+    while True:
+        per_call = time_batch(n)
+        if per_call * n >= 0.02e9 or n >= limit:
+            break
+        n *= 4
+    return max(int(target_s * 1e9 / max(per_call, 1.0)), 10)
+
+
+def interleave(variants: Sequence[S], rounds: int, time_batch: Callable[[S, int], float]) -> None:
+    """Append one sample per round to each variant, rotating the order so no variant always runs first or last."""
+    for r in range(rounds):
+        shift = r % len(variants)
+        for v in [*variants[shift:], *variants[:shift]]:
+            v.samples.append(time_batch(v, v.calls))
+
+
+def measure(variants: Sequence[Variant], rounds: int, target_s: float) -> None:
+    """Calibrate each variant (from its ``first_batch``), then time them in ``rounds`` interleaved rounds."""
+    for v in variants:
+        v.calls = calibrate(functools.partial(time_variant, v), target_s, first=v.first_batch)
+    interleave(variants, rounds, time_variant)
+
+
+def fmt_ns(value: float) -> str:
+    """Nanoseconds: whole numbers with separators from 100 up, one decimal below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def spread(samples: list[float]) -> str:
+    """The ``min–max`` of ``samples``, formatted as nanoseconds."""
+    return f"{fmt_ns(min(samples))}–{fmt_ns(max(samples))}"
+
+
+def table(headers: list[str], rows: list[list[str]], align: str) -> str:
+    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    columns = list(zip(widths, align, strict=True))
+
+    def line(cells: list[str]) -> str:
+        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, (w, a) in zip(cells, columns, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else "-" * (w + 2) for w, a in columns) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
