@@ -362,11 +362,11 @@ def part2(clients: int, seeds: int, ks_samples: int) -> list[tuple[str, bool]]:
     print(f"\n## Part 2 — the AWS blog's OCC contention simulation ({clients} clients, {seeds} seeds, median)\n")
     rows = []
     for r, _ in strategies:
-        work, tm = float(statistics.median(r.work)), statistics.median(r.times)
+        med_work, tm = float(statistics.median(r.work)), statistics.median(r.times)
         q_work, q_tm = _quartiles(r.work), _quartiles(r.times)
         rows.append([
-            r.name + (" (context)" if r.context else ""), r.note, f"{work:,.0f}", f"{q_work[0]:,.0f}–{q_work[1]:,.0f}",
-            f"{work / fastest_work:.2f}×", f"{tm:,.0f}", f"{q_tm[0]:,.0f}–{q_tm[1]:,.0f}",
+            r.name + (" (context)" if r.context else ""), r.note, f"{med_work:,.0f}", f"{q_work[0]:,.0f}–{q_work[1]:,.0f}",
+            f"{med_work / fastest_work:.2f}×", f"{tm:,.0f}", f"{q_tm[0]:,.0f}–{q_tm[1]:,.0f}",
             f"{tm / statistics.median(full.times):.2f}×",
         ])  # fmt: skip
     headers = ["strategy", "implementation", "work: writes (median)", "work IQR", "÷ least work", "completion (ms, median)",
