@@ -22,6 +22,10 @@ from .exceptions import DeadlineExceeded
 from .routes import Route, RouteTable
 
 _table: RouteTable | None = None
+AdmissionCheck = Callable[[HttpRequest, Route], "HttpResponse | None"]
+admission_checks: list[AdmissionCheck] = []
+"""Run in order after the bulkhead, before the view; the first response returned is sent instead
+(the rate limiter plugs in here). Register with ``admission_checks.append(check)`` in ``AppConfig.ready``."""
 
 
 def route_table() -> RouteTable:
@@ -69,13 +73,20 @@ def _timed_out(request: HttpRequest) -> HttpResponse:
 
 
 def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
-    """The request's route, and a 503 if the route's bulkhead is full (else a permit is held)."""
+    """The request's route (also set as ``request.resilience_route``), and the response that refuses
+    it: 503 when the route's bulkhead is full, or an admission check's answer. Else a permit is held."""
     route = route_table().match(request.path_info, getattr(request, "urlconf", None))
     if route is None:
         return None, None
     request.resilience_route = route  # type: ignore[attr-defined]
     if route.bulkhead is not None and not route.bulkhead.try_acquire():
         return route, _overloaded(route)
+    for check in admission_checks:
+        refused = check(request, route)
+        if refused is not None:
+            if route.bulkhead is not None:
+                route.bulkhead.release()
+            return route, refused
     return route, None
 
 

@@ -172,3 +172,24 @@ def test_the_resolved_route_cache_is_bounded():
     for n in range(RESOLVE_CACHE_SIZE + 10):
         table.match(f"/no/such/{n}/")
     assert len(table._resolved) <= RESOLVE_CACHE_SIZE
+
+
+def test_admission_checks_can_refuse_a_request_and_the_bulkhead_permit_comes_back():
+    from django.http import JsonResponse
+
+    from resilience.middleware import admission_checks, route_table
+
+    seen = []
+
+    def only_hold(request, route):
+        seen.append(route.label)
+        return JsonResponse({"detail": "limited"}, status=429) if request.headers.get("X-Limit") else None
+
+    admission_checks.append(only_hold)
+    try:
+        refused = Client().get("/hold/", HTTP_X_LIMIT="1")
+        assert refused.status_code == 429 and seen == ["path:/hold/"]
+        assert route_table().match("/hold/").bulkhead.active == 0
+        assert left(Client().get("/report/")) > 4  # no refusal: the request goes on as usual
+    finally:
+        admission_checks.remove(only_hold)
