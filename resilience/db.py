@@ -39,9 +39,15 @@ NOT_THE_DATABASES_FAULT = (IntegrityError, ProgrammingError, DataError, NotSuppo
 _OPEN = ("open", "forced_open")
 
 
+_breakers: dict[str, BreakerHandle] = {}
+
+
 def breaker_for(alias: str) -> BreakerHandle:
     """The breaker of one database alias; errors of the statement itself do not count against it."""
-    return circuit_breaker(f"postgres:{alias}", ignore=NOT_THE_DATABASES_FAULT)
+    handle = _breakers.get(alias)
+    if handle is None:
+        handle = _breakers.setdefault(alias, circuit_breaker(f"postgres:{alias}", ignore=NOT_THE_DATABASES_FAULT))
+    return handle
 
 
 def is_read(sql: str) -> bool:

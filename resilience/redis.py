@@ -54,9 +54,10 @@ class ResilientRedis(redis.Redis):
         self.connection_pool.connection_kwargs["retry"] = Retry(NoBackoff(), 0)
         kw = self.connection_pool.connection_kwargs
         self.breaker_name = f"redis:{str(kw.get('host', kw.get('path', '?')))[:100]}:{kw.get('port', '')}/{kw.get('db', 0)}"
+        self.breaker = circuit_breaker(self.breaker_name)
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        breaker = circuit_breaker(self.breaker_name)
+        breaker = self.breaker
         if is_idempotent(args):
             return retry("redis").call(breaker.call, super().execute_command, *args, **options)
         return breaker.call(super().execute_command, *args, **options)

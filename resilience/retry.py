@@ -144,7 +144,21 @@ class RetryHandle:
 
 def retry(spec: str | RetryPolicy, **overrides: Any) -> RetryHandle:
     """Retry with the named policy (``"postgres"``, ``"redis"``, ``"http"``, ``"aws"``, your own) or a ``RetryPolicy``."""
+    if isinstance(spec, str) and not overrides:
+        return named(spec)
     return RetryHandle(spec, overrides)
+
+
+_named: dict[str, RetryHandle] = {}
+
+
+def named(name: str) -> RetryHandle:
+    """One shared handle per policy name: adapters call this per statement or command, and building
+    a policy from settings costs ~15 us. Handles re-resolve by themselves when settings change."""
+    handle = _named.get(name)
+    if handle is None:
+        handle = _named.setdefault(name, RetryHandle(name, {}))
+    return handle
 
 
 _version = [0]
