@@ -1,0 +1,96 @@
+"""GCRA (generic cell rate algorithm) for several limits decided together, all or nothing.
+
+Each limit keeps one number per key, its theoretical arrival time (TAT). A request of cost ``c``
+is allowed by a limit when ``max(tat, now) + c·T - τ <= now``, where ``T = period / rate`` is the
+emission interval and ``τ = burst · T`` the tolerance. A request is admitted only if every limit
+allows it; then every limit's TAT advances. A rejected request consumes nothing anywhere.
+The Redis engine runs the same rule in ``storage/lua/ratelimit.lua``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``rate`` requests per ``period`` seconds, up to ``burst`` at once; ``key`` is already safe for storage."""
+
+    key: str
+    rate: int
+    period: float
+    burst: int
+    cost: int = 1
+    policy: str = ""  # for headers and events: "ip", "tenant", "login:user", ...
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int) or self.rate < 1:
+            raise ConfigurationError(f"rate limit {self.policy!r}: rate must be a whole number from 1, got {self.rate!r}")
+        if isinstance(self.period, bool) or not isinstance(self.period, (int, float)) or not 0 < self.period <= 366 * 86_400:
+            raise ConfigurationError(f"rate limit {self.policy!r}: period must be seconds above 0, got {self.period!r}")
+        if isinstance(self.burst, bool) or not isinstance(self.burst, int) or self.burst < 1:
+            raise ConfigurationError(f"rate limit {self.policy!r}: burst must be a whole number from 1, got {self.burst!r}")
+        if isinstance(self.cost, bool) or not isinstance(self.cost, int) or not 0 <= self.cost <= self.burst:
+            raise ConfigurationError(f"rate limit {self.policy!r}: cost must be 0 to burst ({self.burst}), got {self.cost!r}")
+
+    @property
+    def interval(self) -> float:
+        return self.period / self.rate
+
+    @property
+    def tolerance(self) -> float:
+        return self.burst * self.interval
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """One limit's answer: may it pass, how many more would pass now, when to retry, when it is full again."""
+
+    limit: Limit
+    allowed: bool
+    remaining: int
+    retry_after: float  # 0.0 when allowed
+    reset_after: float  # seconds until the limit is back to its full burst
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    states: tuple[LimitState, ...]
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until every rejecting limit would allow this request (0.0 when allowed)."""
+        return max((s.retry_after for s in self.states if not s.allowed), default=0.0)
+
+    @property
+    def tightest(self) -> LimitState | None:
+        """The limit closest to rejecting (for ``RateLimit`` headers)."""
+        return min(self.states, key=lambda s: (s.allowed, s.remaining), default=None)
+
+
+def state(limit: Limit, tat: float | None, now: float) -> tuple[LimitState, float]:
+    """One limit's answer for a request at ``now`` given its stored TAT; also the TAT if admitted."""
+    current = now if tat is None or tat < now else tat
+    new_tat = current + limit.cost * limit.interval
+    allow_at = new_tat - limit.tolerance
+    if allow_at > now + 1e-9:
+        remaining = max(int((now - (current - limit.tolerance)) / limit.interval + 1e-9), 0)
+        return LimitState(limit, False, remaining, allow_at - now, current - now), new_tat
+    remaining = int((now - allow_at) / limit.interval + 1e-9)
+    return LimitState(limit, True, remaining, 0.0, new_tat - now), new_tat
+
+
+def decide(limits: list[Limit], tats: list[float | None], now: float) -> tuple[Decision, list[float]]:
+    """All-or-nothing decision over ``limits``; returns the decision and the TATs to store if admitted."""
+    answers = [state(limit, tat, now) for limit, tat in zip(limits, tats, strict=True)]
+    allowed = all(s.allowed for s, _ in answers)
+    return Decision(allowed, tuple(s for s, _ in answers)), [new for _, new in answers]
+
+
+def ttl(new_tat: float, now: float) -> int:
+    """Seconds a stored TAT must live: until it no longer matters (then the key may vanish)."""
+    return max(math.ceil(new_tat - now), 1)

@@ -1,0 +1,67 @@
+"""Rate-limit engines: in-process and Redis, with identical GCRA semantics (``core.gcra``).
+
+``hit(limits)`` decides every limit of one request at once, all or nothing; ``peek=True`` decides
+without consuming (shadow mode). Keys are given already normalised and hashed by the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from importlib import resources
+from typing import Any
+
+import redis
+
+from ..core.gcra import Decision, Limit, decide, ttl
+
+
+class MemoryRateLimitStore:
+    """One dict of key -> (TAT, expiry) under a lock; expired keys are swept as the dict grows."""
+
+    def __init__(self, clock: Any = time.time, max_keys: int = 100_000) -> None:
+        self._clock = clock
+        self._tats: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._max_keys = max_keys
+
+    def hit(self, limits: list[Limit], peek: bool = False) -> Decision:
+        with self._lock:
+            now = self._clock()
+            stored = [self._tats.get(limit.key) for limit in limits]
+            tats = [entry[0] if entry is not None and entry[1] > now else None for entry in stored]
+            decision, new_tats = decide(limits, tats, now)
+            if decision.allowed and not peek:
+                if len(self._tats) >= self._max_keys:
+                    self._sweep(now)
+                for limit, new_tat in zip(limits, new_tats, strict=True):
+                    self._tats[limit.key] = (new_tat, now + ttl(new_tat, now))
+            return decision
+
+    def _sweep(self, now: float) -> None:
+        self._tats = {k: v for k, v in self._tats.items() if v[1] > now}
+        if len(self._tats) >= self._max_keys:  # still full of live keys: forget the oldest half
+            for key in list(self._tats)[: self._max_keys // 2]:
+                del self._tats[key]
+
+    def __len__(self) -> int:
+        return len(self._tats)
+
+
+class RedisRateLimitStore:
+    """One Lua script per decision (one round trip), on Redis's clock; errors propagate to the limiter."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        source = (resources.files(__package__) / "lua" / "ratelimit.lua").read_text()
+        self._script = client.register_script(source)
+
+    def hit(self, limits: list[Limit], peek: bool = False) -> Decision:
+        args: list[Any] = []
+        for limit in limits:
+            args += [repr(limit.interval), repr(limit.tolerance), limit.cost]
+        args.append(1 if peek else 0)
+        reply = self._script(keys=[limit.key for limit in limits], args=args)
+        now = float(reply[1])
+        tats = [float(v) if v not in (b"", "") else None for v in reply[2:]]
+        decision, _ = decide(limits, tats, now)
+        return Decision(bool(reply[0]), decision.states)  # the script's verdict is authoritative
