@@ -84,7 +84,11 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
     attempt_timeout = retry("postgres").retrying.policy.attempt_timeout  # per statement, within the deadline
 
     def run() -> Any:
+        deadline_left = remaining()
         left = bounded(attempt_timeout)
+        # the server's timer (whole milliseconds) may fire a hair before the local deadline: so a
+        # cancellation counts as the deadline's whenever the timeout we set came from the deadline
+        by_deadline = deadline_left is not None and (attempt_timeout is None or deadline_left <= attempt_timeout)
         try:
             if left is not None:
                 _set_statement_timeout(db, cursor_wrapper.cursor, left, local=in_transaction)
@@ -92,7 +96,7 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
                 _reset_statement_timeout(db, cursor_wrapper.cursor)
             return execute(sql, params, many, context)
         except DatabaseError as exc:
-            if sqlstate(exc) == QUERY_CANCELED and remaining() == 0.0:
+            if sqlstate(exc) == QUERY_CANCELED and by_deadline:
                 raise DeadlineExceeded("statement cancelled at the deadline") from exc
             raise
 
