@@ -16,7 +16,13 @@ from .signals import event_emitted
 
 __all__ = ["Event", "emit"]
 
-_LEVELS = {"transition": logging.WARNING, "rejected": logging.INFO, "give_up": logging.WARNING, "budget_refused": logging.WARNING}
+_LEVELS = {
+    "transition": logging.WARNING,
+    "rejected": logging.INFO,
+    "give_up": logging.WARNING,
+    "budget_refused": logging.WARNING,
+    "store_unavailable": logging.WARNING,
+}
 _TAGGED_FIELDS = ("new_state", "state")
 _PLAIN = re.compile(r"[A-Za-z0-9_.:@-]+")
 _sinks: list[MetricsSink] | None = None

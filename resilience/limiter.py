@@ -1,0 +1,139 @@
+"""Rate-limit decisions for the throttles and the middleware: policies, keys, and what to do when
+Redis fails.
+
+A policy is a rate in DRF syntax (``"100/min"``; ``s``/``m``/``h``/``d`` by first letter) with an
+optional burst (``"100/min;burst=20"``; default: the rate's count), a ``fail`` mode for Redis
+trouble — ``open`` (admit), ``closed`` (refuse) or ``local`` (decide with this process's own
+counters) — and ``shadow`` (decide and report, never refuse). Keys are built from normalised,
+hashed identities and share one hash tag, so a decision's script runs on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from .core.event import Event
+from .core.gcra import Decision, Limit, LimitState
+from .decorators import circuit_breaker
+from .events import emit
+from .exceptions import CircuitOpenError, ConfigurationError
+from .storage.ratelimit import MemoryRateLimitStore, RedisRateLimitStore
+
+FAIL_MODES = ("open", "closed", "local")
+# [0-9], not \d: Python's \d also matches other scripts' digits ("१०" would read as 10)
+_RATE = re.compile(r"^\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*([smhd])[a-z]*\s*(?:;\s*burst\s*=\s*([0-9]{1,9})\s*)?$", re.IGNORECASE)
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+HASH_TAG = "{rl}"
+REDIS_BREAKER = "redis:ratelimit"
+CLOSED_RETRY_AFTER = 1.0  # seconds a fail-closed refusal asks the client to wait
+
+
+@dataclass(frozen=True)
+class RatePolicy:
+    name: str
+    rate: int
+    period: float
+    burst: int
+    fail: str = "open"
+    shadow: bool = False
+
+    def limit(self, identity: str, prefix: str, cost: int = 1) -> Limit:
+        return Limit(storage_key(prefix, self.name, identity), self.rate, self.period, self.burst, cost, self.name)
+
+    @property
+    def header(self) -> str:
+        """IETF ``RateLimit-Policy`` item: ``"ip";q=100;w=60``."""
+        return f'"{self.name}";q={self.burst};w={int(self.period)}'
+
+
+def parse_rate(text: Any, where: str) -> tuple[int, float, int]:
+    """``"100/min"`` → (100, 60.0, 100); ``"10/5s;burst=20"`` → (10, 5.0, 20). Errors name ``where``."""
+    match = _RATE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigurationError(f'{where} must be a rate like "100/min" or "10/s;burst=20", got {text!r}')
+    count, multiple, unit, burst = match.groups()
+    rate, period = int(count), int(multiple or 1) * _PERIODS[unit.lower()]
+    if rate < 1 or period < 1:
+        raise ConfigurationError(f"{where} must allow at least 1 request per period, got {text!r}")
+    return rate, float(period), int(burst) if burst else rate
+
+
+def policy(name: str, spec: Any, where: str, default_fail: str = "open") -> RatePolicy:
+    """A policy from a rate string or ``{"rate": ..., "fail": ..., "shadow": ...}``."""
+    values = spec if isinstance(spec, dict) else {"rate": spec}
+    unknown = sorted(set(values) - {"rate", "fail", "shadow"})
+    if unknown:
+        raise ConfigurationError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; known: fail, rate, shadow")
+    rate, period, burst = parse_rate(values.get("rate"), f"{where} rate")
+    fail = values.get("fail", default_fail)
+    if fail not in FAIL_MODES:
+        raise ConfigurationError(f'{where} fail must be one of "open", "closed", "local", got {fail!r}')
+    return RatePolicy(name, rate, period, burst, fail, bool(values.get("shadow", False)))
+
+
+def normalise(identity: str) -> str:
+    """NFKC, case-folded, trimmed: "ÄLICE " and "älice" are one identity."""
+    return unicodedata.normalize("NFKC", identity).casefold().strip()
+
+
+def storage_key(prefix: str, policy_name: str, identity: str) -> str:
+    """Client input never reaches Redis as is: it is normalised and hashed into the key."""
+    digest = hashlib.sha256(normalise(identity).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    safe_policy = hashlib.sha256(policy_name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{prefix}:rl:{HASH_TAG}:{safe_policy}:{digest}"
+
+
+def _redis_breaker() -> Any:
+    """Guards Redis for rate limiting: after a few failures, decide without it at once; probe every second."""
+    return circuit_breaker(REDIS_BREAKER, minimum_calls=3, failure_rate=50, window=10, open_for=1.0, half_open_calls=1)
+
+
+class Limiter:
+    """Decides a request's limits in one call: Redis when configured (through a breaker), else in process."""
+
+    def __init__(self, redis_store: RedisRateLimitStore | None) -> None:
+        self.redis = redis_store
+        self.local = MemoryRateLimitStore()
+
+    def hit(self, policies: list[tuple[RatePolicy, str]], prefix: str, cost: int = 1) -> Decision:
+        """``policies``: (policy, identity) pairs; all are decided together, all or nothing."""
+        if not policies:
+            return Decision(True, ())
+        limits = [p.limit(identity, prefix, cost) for p, identity in policies]
+        decision = self.local.hit(limits) if self.redis is None else self._remote(limits, policies)
+        return self._report(decision, policies)
+
+    def _remote(self, limits: list[Limit], policies: list[tuple[RatePolicy, str]]) -> Decision:
+        assert self.redis is not None
+        try:
+            return _redis_breaker().call(self.redis.hit, limits)  # type: ignore[no-any-return]
+        except (CircuitOpenError, ConnectionError, TimeoutError, OSError) as exc:
+            reason = type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - redis errors: decided by the policies' fail modes
+            reason = type(exc).__name__
+        modes = {p.fail for p, _ in policies}
+        mode = "closed" if "closed" in modes else "local" if "local" in modes else "open"
+        emit(Event("ratelimit", "store_unavailable", ",".join(p.name for p, _ in policies), {"fail": mode, "error": reason}))
+        if mode == "local":
+            return self.local.hit(limits)
+        if mode == "closed":
+            return Decision(False, tuple(_refused(limit) for limit in limits))
+        return Decision(True, ())
+
+    def _report(self, decision: Decision, policies: list[tuple[RatePolicy, str]]) -> Decision:
+        if decision.allowed:
+            return decision
+        names = ",".join(p.name for p, _ in policies)
+        if all(p.shadow for p, _ in policies):  # counted like enforcement, so the report is what enforcing would do
+            emit(Event("ratelimit", "shadow_rejected", names, {"retry_after": round(decision.retry_after, 3)}))
+            return Decision(True, decision.states)
+        emit(Event("ratelimit", "rejected", names, {"retry_after": round(decision.retry_after, 3)}))
+        return decision
+
+
+def _refused(limit: Limit) -> LimitState:
+    return LimitState(limit, False, 0, CLOSED_RETRY_AFTER, CLOSED_RETRY_AFTER)
