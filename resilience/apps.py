@@ -10,3 +10,9 @@ class ResilienceConfig(AppConfig):
         from . import checks, history  # noqa: F401 - registers the system checks
 
         history.connect()
+
+        from .middleware import admission_checks
+        from .ratelimits import admission_check
+
+        if admission_check not in admission_checks:
+            admission_checks.append(admission_check)

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "ALERTS": {},
     "AWS": {},
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.db.ReplicaRouter
+    "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
 }
 ROOT = "RESILIENCE"
 _listeners: list[Callable[[], None]] = []

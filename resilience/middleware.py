@@ -22,6 +22,7 @@ from .exceptions import DeadlineExceeded
 from .routes import Route, RouteTable
 
 _table: RouteTable | None = None
+UNROUTED = Route(label="unrouted", trust_timeout_header=False)
 AdmissionCheck = Callable[[HttpRequest, Route], "HttpResponse | None"]
 admission_checks: list[AdmissionCheck] = []
 """Run in order after the bulkhead, before the view; the first response returned is sent instead
@@ -77,7 +78,9 @@ def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
     it: 503 when the route's bulkhead is full, or an admission check's answer. Else a permit is held."""
     route = route_table().match(request.path_info, getattr(request, "urlconf", None))
     if route is None:
-        return None, None
+        if not admission_checks:
+            return None, None
+        route = UNROUTED  # no deadline, no bulkhead; the admission checks (IP limit) still apply
     request.resilience_route = route  # type: ignore[attr-defined]
     if route.bulkhead is not None and not route.bulkhead.try_acquire():
         return route, _overloaded(route)

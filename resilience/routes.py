@@ -19,7 +19,7 @@ from .core.bulkhead import Bulkhead
 from .core.validation import reject_unknown_keys
 from .exceptions import ConfigurationError
 
-ROUTE_KEYS = {"name", "path", "path_regex", "timeout", "max_concurrency", "retry_after", "trust_timeout_header"}
+ROUTE_KEYS = {"name", "path", "path_regex", "timeout", "max_concurrency", "retry_after", "trust_timeout_header", "rate"}
 VIEW_ATTRIBUTE = "resilience_route"
 RESOLVE_CACHE_SIZE = 4096  # paths whose view-based route is remembered
 _MISSING = object()
@@ -30,6 +30,7 @@ class Route:
     """One route's policy. ``timeout``: seconds (None: no deadline); ``max_concurrency``: None = no cap."""
 
     label: str = "default"
+    rate: Any = None  # a per-client rate limit on this route (see resilience.ratelimits)
     timeout: float | None = None
     max_concurrency: int | None = None
     retry_after: int = 1
@@ -68,6 +69,7 @@ def _validated(entry: Any, path: str) -> dict[str, Any]:
 def route_from(values: dict[str, Any], label: str) -> Route:
     return Route(
         label=label,
+        rate=values.get("rate"),
         timeout=values.get("timeout"),
         max_concurrency=values.get("max_concurrency"),
         retry_after=values.get("retry_after", 1),
