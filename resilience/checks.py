@@ -116,3 +116,27 @@ def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             continue
         messages.append(Warning(f'RESILIENCE["ROUTES"] names URL {name!r}, which is not in the URLconf.', id="resilience.W011"))
     return messages
+
+
+@register(Tags.compatibility)
+def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Rate settings are read per request; a typo must stop the deploy, not answer 500 later."""
+    from . import ratelimits
+    from .limiter import policy
+    from .routes import RouteTable
+
+    try:
+        ratelimits._state.pop("settings", None)
+        ratelimits._settings()
+        table = RouteTable(resilience_settings.ROUTES)
+        routes = [*table.by_name.values(), *table.exact.values(), *(p[2] for p in table.patterns)]
+        for route in routes:
+            if route.rate is not None:
+                policy("route", route.rate, f'RESILIENCE["ROUTES"] {route.label} rate')
+        rest = getattr(settings, "REST_FRAMEWORK", {}) or {}
+        for scope, rate in (rest.get("DEFAULT_THROTTLE_RATES") or {}).items():
+            if rate is not None:
+                policy(str(scope), rate, f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]')
+    except ConfigurationError as exc:
+        return [Error(str(exc), hint="See the rate limiting section of README.md.", id="resilience.E012")]
+    return []

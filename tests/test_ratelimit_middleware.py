@@ -85,3 +85,27 @@ def test_async_requests_are_limited_too(limited):
         return [(await client.get("/async/report/")).status_code for _ in range(6)]
 
     assert asyncio.run(burst()) == [200] * 5 + [429]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({"RATE_LIMITS": {"ip": "lots"}}, 'RESILIENCE["RATE_LIMITS"]["ip"] rate must be a rate like'),
+    ({"RATE_LIMITS": {"fail": "sometimes"}}, 'RESILIENCE["RATE_LIMITS"]["fail"] must be one of'),
+    ({"RATE_LIMITS": {"ipv6_prefix": 200}}, '["ipv6_prefix"] must be a whole number from 32 to 128'),
+    ({"RATE_LIMITS": {"per_ip": "1/s"}}, "unknown key(s) 'per_ip'"),
+    ({"TRUSTED_PROXIES": ["10.0.0.0/33"]}, 'RESILIENCE["TRUSTED_PROXIES"][0] is not an IP network'),
+    ({"ROUTES": [{"path": "/x/", "rate": "1/fortnight"}]}, 'RESILIENCE["ROUTES"] path:/x/ rate'),
+])  # fmt: skip
+def test_malformed_rate_settings_are_e012(settings, value, message):
+    from django.core.checks import run_checks
+
+    settings.RESILIENCE = {"HISTORY": False, **value}
+    errors = [m for m in run_checks() if m.id == "resilience.E012"]
+    assert len(errors) == 1 and message in errors[0].msg
+
+
+def test_malformed_drf_rates_are_e012(settings):
+    from django.core.checks import run_checks
+
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"ip": "5/fortnight"}}
+    errors = [m for m in run_checks() if m.id == "resilience.E012"]
+    assert len(errors) == 1 and 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["ip"]' in errors[0].msg
