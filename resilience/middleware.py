@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .conf import on_reload, resilience_settings
@@ -26,7 +26,13 @@ UNROUTED = Route(label="unrouted", trust_timeout_header=False)
 AdmissionCheck = Callable[[HttpRequest, Route], "HttpResponse | None"]
 admission_checks: list[AdmissionCheck] = []
 """Run in order after the bulkhead, before the view; the first response returned is sent instead
-(the rate limiter plugs in here). Register with ``admission_checks.append(check)`` in ``AppConfig.ready``."""
+(the rate limiter plugs in here). Register with ``admission_checks.append(check)`` in ``AppConfig.ready``.
+A check that may wait on I/O sets ``check.may_block = lambda: True`` (or a cheaper test): async
+requests then run the checks in a worker thread instead of on the event loop."""
+
+
+def _never() -> bool:
+    return False
 
 
 def route_table() -> RouteTable:
@@ -140,7 +146,10 @@ class ResilienceMiddleware:
             return self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        route, refused = _admit(request)
+        if any(getattr(check, "may_block", _never)() for check in admission_checks):
+            route, refused = await sync_to_async(_admit, thread_sensitive=False)(request)  # keep the event loop free
+        else:
+            route, refused = _admit(request)
         if refused is not None:
             return refused
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response

@@ -120,6 +120,16 @@ def too_many_requests(decision: Decision, policies: list[RatePolicy]) -> JsonRes
     return response
 
 
+def may_block() -> bool:
+    """True when the middleware's limits go to Redis (so async requests decide them off the event loop)."""
+    if "may_block" not in _state:
+        configured = _settings()["ip"] is not None or any(
+            entry.get("rate") for entry in resilience_settings.ROUTES if isinstance(entry, dict)
+        )
+        _state["may_block"] = configured and resilience_settings.REDIS is not None
+    return _state["may_block"]  # type: ignore[no-any-return]
+
+
 def admission_check(request: HttpRequest, route: Route) -> JsonResponse | None:
     """The middleware's limits, before authentication: per client address, and per client on the route."""
     settings = _settings()
@@ -130,3 +140,6 @@ def admission_check(request: HttpRequest, route: Route) -> JsonResponse | None:
     decision = limiter().hit([(p, who) for p in policies], resilience_settings.KEY_PREFIX)
     request.resilience_ratelimit = (decision, policies)  # type: ignore[attr-defined]
     return None if decision.allowed else too_many_requests(decision, policies)
+
+
+admission_check.may_block = may_block  # type: ignore[attr-defined]

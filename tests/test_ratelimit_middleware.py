@@ -109,3 +109,43 @@ def test_malformed_drf_rates_are_e012(settings):
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"ip": "5/fortnight"}}
     errors = [m for m in run_checks() if m.id == "resilience.E012"]
     assert len(errors) == 1 and 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["ip"]' in errors[0].msg
+
+
+def test_async_requests_never_block_the_event_loop_on_a_stalled_redis(settings, redis_server, key_prefix):
+    import time
+
+    from .faults.proxy import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", redis_server.port)
+    settings.ROOT_URLCONF = "tests.urls"
+    settings.MIDDLEWARE = MIDDLEWARE
+    settings.RESILIENCE = {"HISTORY": False, "REDIS": proxy.url(), "REDIS_TIMEOUT": 0.3, "KEY_PREFIX": key_prefix,
+                           "RATE_LIMITS": {"ip": "100/min"}}  # fmt: skip
+
+    async def scenario():
+        client = AsyncClient(REMOTE_ADDR="198.51.100.99")
+        await client.get("/async/report/")  # connected through the proxy
+        proxy.blackhole()
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        tick_task = asyncio.create_task(ticker())
+        started = time.monotonic()
+        response = await client.get("/async/report/")  # the limiter waits up to 0.3 s on Redis, then fails open
+        elapsed = time.monotonic() - started
+        stop.set()
+        await tick_task
+        return response.status_code, ticks, elapsed
+
+    try:
+        status, ticks, elapsed = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    assert status == 200
+    assert elapsed >= 0.25 and ticks >= elapsed / 0.01 * 0.5  # the loop kept ticking while Redis stalled
