@@ -16,3 +16,8 @@ class ResilienceConfig(AppConfig):
 
         if admission_check not in admission_checks:
             admission_checks.append(admission_check)
+        try:
+            from .throttling import connect_signals
+        except ImportError:  # DRF not installed: no throttles, no login cool-off
+            return
+        connect_signals()

@@ -100,10 +100,11 @@ class Limiter:
         self.local = MemoryRateLimitStore()
 
     def hit(self, policies: list[tuple[RatePolicy, str]], prefix: str, cost: int = 1) -> Decision:
-        """``policies``: (policy, identity) pairs; all are decided together, all or nothing."""
+        """``policies``: (policy, identity) pairs; all are decided together, all or nothing. A policy
+        whose name starts with ``check:`` is only looked at (cost 0): it refuses, it never consumes."""
         if not policies:
             return Decision(True, ())
-        limits = [p.limit(identity, prefix, cost) for p, identity in policies]
+        limits = [p.limit(identity, prefix, 0 if p.name.startswith("check:") else cost) for p, identity in policies]
         decision = self.local.hit(limits) if self.redis is None else self._remote(limits, policies)
         return self._report(decision, policies)
 
@@ -123,6 +124,29 @@ class Limiter:
         if mode == "closed":
             return Decision(False, tuple(_refused(limit) for limit in limits))
         return Decision(True, ())
+
+    def penalise(self, rule: RatePolicy, identity: str, prefix: str, max_wait: float = 86_400.0) -> None:
+        """Record one failure against ``rule`` for ``identity`` (progressive cool-off); never raises."""
+        limit = rule.limit(identity, prefix, 0)
+        counter = storage_key(prefix, f"{rule.name}:failures", identity)
+        window = int(max(rule.period * 24, 3600))
+        if self.redis is not None:
+            try:
+                _redis_breaker().call(self.redis.penalise, limit, counter, window, max_wait)
+                return
+            except Exception as exc:  # noqa: BLE001 - Redis down: remember it in this process at least
+                emit(Event("ratelimit", "store_unavailable", rule.name, {"fail": "local", "error": type(exc).__name__}))
+        self.local.penalise(limit, counter, window, max_wait)
+
+    def forgive(self, rule: RatePolicy, identity: str, prefix: str) -> None:
+        """Clear ``identity``'s failures against ``rule`` (after a successful login)."""
+        keys = (rule.limit(identity, prefix, 0).key, storage_key(prefix, f"{rule.name}:failures", identity))
+        self.local.forget(*keys)
+        if self.redis is not None:
+            try:
+                _redis_breaker().call(self.redis.forget, *keys)
+            except Exception:  # noqa: BLE001 - the cool-off then just runs out by itself
+                pass
 
     def _report(self, decision: Decision, policies: list[tuple[RatePolicy, str]]) -> Decision:
         if decision.allowed:

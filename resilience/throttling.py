@@ -108,7 +108,12 @@ class LoginRateThrottle(ResilienceThrottle):
     """For login views, counted before the credentials are checked: per client address (scope
     ``login``), and, when their rates are set, per username (``login_username``, case- and
     unicode-folded), per (username, address) pair (``login_pair``) and for all attempts together
-    (``login_global``). Fails to the local limiter when Redis is down, never open."""
+    (``login_global``). Fails to the local limiter when Redis is down, never open.
+
+    ``login_cooloff`` (e.g. ``"1/min;burst=5"``): after ``burst`` failed logins of one (username,
+    address) pair, that pair waits one interval, then twice as long after each further failure.
+    Keyed on the pair, so nobody elsewhere can lock the user out. Failures come from Django's
+    ``user_login_failed`` signal (``authenticate()``) or ``login_failed(request, username)``."""
 
     scope = "login"
     default_fail = "local"
@@ -117,11 +122,13 @@ class LoginRateThrottle(ResilienceThrottle):
     def policies(self, request: Any, view: Any) -> list[tuple[RatePolicy, str]]:
         address = ratelimits.client(request._request)
         username = _username(request, self.username_field)
+        cooloff = cooloff_policy()
+        extra = [(cooloff, _pair(username, address))] if cooloff is not None and username is not None else []
         wanted = [
             ("login", address),
             ("login_global", "all"),
             ("login_username", username),
-            ("login_pair", f"{username}\x00{address}"),
+            ("login_pair", _pair(username, address)),
         ]
         pairs = []
         for scope, identity in wanted:
@@ -132,7 +139,7 @@ class LoginRateThrottle(ResilienceThrottle):
                 if rule.fail == "open":
                     raise ConfigurationError(f'{scope}: login limits never fail open; use "local" (default) or "closed"')
                 pairs.append((rule, identity))
-        return pairs
+        return pairs + extra
 
 
 def _username(request: Any, field: str) -> str | None:
@@ -142,3 +149,53 @@ def _username(request: Any, field: str) -> str | None:
         return None
     value = data.get(field) if hasattr(data, "get") else None
     return value[:256] if isinstance(value, str) and value else None
+
+
+COOLOFF = "check:login_cooloff"  # "check:": looked at in each decision, consumed only by failures
+
+
+def cooloff_policy() -> RatePolicy | None:
+    spec = (api_settings.DEFAULT_THROTTLE_RATES or {}).get("login_cooloff")
+    if spec is None:
+        return None
+    return policy(COOLOFF, spec, 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login_cooloff"]', "local")
+
+
+def _pair(username: str | None, address: str) -> str:
+    return f"{username}\x00{address}"
+
+
+def _address(request: Any) -> str | None:
+    django_request = getattr(request, "_request", request)
+    return ratelimits.client(django_request) if hasattr(django_request, "META") else None
+
+
+def login_failed(request: Any, username: str | None) -> None:
+    """Count a failed login of ``username`` from this request's client (progressive cool-off)."""
+    rule, address = cooloff_policy(), _address(request)
+    if rule is not None and address is not None and isinstance(username, str) and username:
+        ratelimits.limiter().penalise(rule, _pair(username[:256], address), resilience_settings.KEY_PREFIX)
+
+
+def login_succeeded(request: Any, username: str | None) -> None:
+    """Clear the cool-off of ``username`` from this request's client."""
+    rule, address = cooloff_policy(), _address(request)
+    if rule is not None and address is not None and isinstance(username, str) and username:
+        ratelimits.limiter().forgive(rule, _pair(username[:256], address), resilience_settings.KEY_PREFIX)
+
+
+def _on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    if request is not None:
+        login_failed(request, credentials.get("username"))
+
+
+def _on_logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if request is not None:
+        login_succeeded(request, user.get_username())
+
+
+def connect_signals() -> None:
+    from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+    user_login_failed.connect(_on_login_failed, dispatch_uid="resilience.login_failed")
+    user_logged_in.connect(_on_logged_in, dispatch_uid="resilience.logged_in")

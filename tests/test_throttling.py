@@ -11,6 +11,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
+pytestmark = pytest.mark.django_db
+
 RATES = {
     "ip": "5/min",
     "tenant": "3/min",
@@ -48,7 +50,6 @@ def test_ip_throttle_refuses_with_429_and_retry_after(drf):
     assert 1 <= int(refused["Retry-After"]) <= 12
 
 
-@pytest.mark.django_db
 def test_several_throttle_classes_cost_one_round_trip(settings, redis_server, key_prefix):
     settings.ROOT_URLCONF = "tests.urls_drf"
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": RATES}
@@ -68,7 +69,6 @@ def test_several_throttle_classes_cost_one_round_trip(settings, redis_server, ke
     assert set(sent) <= {"cmdstat_get", "cmdstat_set", "cmdstat_time"}  # only what the script runs inside Redis
 
 
-@pytest.mark.django_db
 def test_tenant_limit_counts_per_tenant_and_a_refusal_consumes_nothing_else(drf):
     a = APIClient(REMOTE_ADDR="198.51.100.3")
     a.force_authenticate(User.objects.create_user("carol"), token=token("tenant-a"))
@@ -79,7 +79,6 @@ def test_tenant_limit_counts_per_tenant_and_a_refusal_consumes_nothing_else(drf)
 
 
 @pytest.mark.parametrize("tid", ["a:b", "*", "{x}", "line\nbreak", "ünï", "x" * 128])
-@pytest.mark.django_db
 def test_hostile_tenant_ids_are_contained_in_their_own_hashed_bucket(drf, tid):
     user = User.objects.create_user("dave")
     client = APIClient(REMOTE_ADDR="198.51.100.5")
@@ -88,7 +87,6 @@ def test_hostile_tenant_ids_are_contained_in_their_own_hashed_bucket(drf, tid):
     assert codes == [200, 200, 200, 429]  # the tenant's 3/min, whatever its id looks like
 
 
-@pytest.mark.django_db
 def test_an_oversized_tenant_id_is_no_tenant_and_never_a_500(drf):
     client = APIClient(REMOTE_ADDR="198.51.100.8")
     client.force_authenticate(User.objects.create_user("frank"), token=token("x" * 10_000))
@@ -143,3 +141,48 @@ def test_login_limits_refuse_to_fail_open(settings, drf):
     with pytest.raises(ConfigurationError, match="never fail open"):
         LoginRateThrottle().policies(type("R", (), {"_request": Client().request().wsgi_request, "data": {}})(), None)
     assert policy("login", "3/min", "x", "local").fail == "local"
+
+
+@pytest.fixture
+def cooloff(drf, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"login": "100/min", "login_cooloff": "1/2s;burst=3"}}
+
+
+def test_repeated_failures_of_one_pair_cool_off_progressively_and_only_that_pair(cooloff):
+    User.objects.create_user("victim", password="right")
+    attacker = APIClient(REMOTE_ADDR="198.51.100.60")
+    codes = [login(attacker, "victim").status_code for _ in range(5)]
+    assert codes == [400, 400, 400, 400, 429]  # 3 free failures, the 4th starts a cool-off
+    assert 3 <= int(login(attacker, "victim", "right")["Retry-After"]) <= 5  # even the right password waits
+    owner = APIClient(REMOTE_ADDR="198.51.100.61")  # the real user, elsewhere: not locked out by the attacker
+    assert login(owner, "victim", "right").status_code == 200
+
+
+def test_the_cool_off_doubles_with_each_further_failure(cooloff):
+    from django.conf import settings as live
+
+    from resilience.ratelimits import client, limiter
+    from resilience.throttling import _pair, cooloff_policy, login_failed
+
+    request = Client(REMOTE_ADDR="198.51.100.62").request().wsgi_request
+    pair = _pair("mallory", client(request))
+    waits = []
+    for _ in range(6):
+        login_failed(request, "mallory")
+        look = limiter().hit([(cooloff_policy(), pair)], live.RESILIENCE["KEY_PREFIX"])  # cost 0: only looks
+        waits.append(round(look.retry_after))
+    assert waits == [0, 0, 0, 4, 12, 28]  # past the 3 free failures: waits of 4, then +8, then +16 s
+
+
+def test_a_successful_login_clears_the_pairs_cool_off(cooloff):
+    from resilience.throttling import login_failed
+
+    User.objects.create_user("grace", password="right")
+    client = APIClient(REMOTE_ADDR="198.51.100.63")
+    request = Client(REMOTE_ADDR="198.51.100.63").request().wsgi_request
+    for _ in range(3):
+        login_failed(request, "grace")
+    assert login(client, "grace", "right").status_code == 200  # still within the free failures
+    for _ in range(3):
+        login_failed(request, "grace")
+    assert login(client, "grace", "right").status_code == 200  # the success above reset the count

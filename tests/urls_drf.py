@@ -28,9 +28,13 @@ class Login(APIView):
     permission_classes = []
 
     def post(self, request):
-        if request.data.get("username") == "alice" and request.data.get("password") == "right":
-            return Response({"token": "t"})
-        return Response({"detail": "Invalid credentials."}, status=400)  # same for unknown and known users
+        from django.contrib.auth import authenticate, login
+
+        user = authenticate(request._request, username=request.data.get("username"), password=request.data.get("password"))
+        if user is None:  # authenticate() sent user_login_failed: the pair's cool-off counts it
+            return Response({"detail": "Invalid credentials."}, status=400)  # same for unknown and known users
+        login(request._request, user)  # user_logged_in: the pair's cool-off is cleared
+        return Response({"token": "t"})
 
 
 urlpatterns = [

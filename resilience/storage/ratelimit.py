@@ -38,6 +38,25 @@ class MemoryRateLimitStore:
                     self._tats[limit.key] = (new_tat, now + ttl(new_tat, now))
             return decision
 
+    def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:
+        """One failure against ``limit`` (see ``login_failure.lua``): its TAT moves forward by an
+        interval that doubles with each failure past the burst. Returns the failure count."""
+        with self._lock:
+            now = self._clock()
+            entry = self._tats.get(counter_key)
+            failures = (int(entry[0]) if entry is not None and entry[1] > now else 0) + 1
+            self._tats[counter_key] = (float(failures), now + window)
+            stored = self._tats.get(limit.key)
+            tat = max(stored[0] if stored is not None and stored[1] > now else now, now)
+            tat = min(tat + limit.interval * 2 ** min(max(failures - limit.burst, 0), 30), now + limit.tolerance + max_wait)
+            self._tats[limit.key] = (tat, now + ttl(tat, now))
+            return failures
+
+    def forget(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._tats.pop(key, None)
+
     def _sweep(self, now: float) -> None:
         self._tats = {k: v for k, v in self._tats.items() if v[1] > now}
         if len(self._tats) >= self._max_keys:  # still full of live keys: forget the oldest half
@@ -52,8 +71,17 @@ class RedisRateLimitStore:
     """One Lua script per decision (one round trip), on Redis's clock; errors propagate to the limiter."""
 
     def __init__(self, client: redis.Redis) -> None:
-        source = (resources.files(__package__) / "lua" / "ratelimit.lua").read_text()
-        self._script = client.register_script(source)
+        folder = resources.files(__package__) / "lua"
+        self._client = client
+        self._script = client.register_script((folder / "ratelimit.lua").read_text())
+        self._penalty = client.register_script((folder / "login_failure.lua").read_text())
+
+    def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:
+        args: list[str | int | float] = [repr(limit.interval), limit.burst, window, max_wait]
+        return int(self._penalty(keys=[limit.key, counter_key], args=args))
+
+    def forget(self, *keys: str) -> None:
+        self._client.delete(*keys)
 
     def hit(self, limits: list[Limit], peek: bool = False) -> Decision:
         args: list[Any] = []
