@@ -99,6 +99,20 @@ def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
     return route, None
 
 
+def _with_rate_headers(request: HttpRequest, response: Any) -> Any:
+    """A 429 refused by a DRF throttle gets the same RateLimit headers as the middleware's own 429s."""
+    if getattr(response, "status_code", None) == 429 and "RateLimit-Policy" not in response:
+        stored = getattr(request, "resilience_ratelimit", None)
+        if stored is not None:
+            from .ratelimits import headers
+
+            decision, policies = stored
+            for name, value in headers(decision, policies).items():
+                if name not in response:
+                    response[name] = value
+    return response
+
+
 class _Bounded:
     """Around the rest of the stack: the route's deadline; afterwards the bulkhead permit back."""
 
@@ -141,9 +155,9 @@ class ResilienceMiddleware:
         if refused is not None:
             return refused
         if route is None:
-            return self.get_response(request)
+            return _with_rate_headers(request, self.get_response(request))
         with _Bounded(route, request):
-            return self.get_response(request)
+            return _with_rate_headers(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         if any(getattr(check, "may_block", _never)() for check in admission_checks):
@@ -154,9 +168,9 @@ class ResilienceMiddleware:
             return refused
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         if route is None:
-            return await get_response(request)
+            return _with_rate_headers(request, await get_response(request))
         with _Bounded(route, request):
-            return await get_response(request)
+            return _with_rate_headers(request, await get_response(request))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DeadlineExceeded):

@@ -73,6 +73,7 @@ def _decide(request: Any, view: Any) -> Decision:
                 pairs += throttle.policies(request, view)
         decision = ratelimits.limiter().hit(pairs, resilience_settings.KEY_PREFIX)
         setattr(request, _DECISION, decision)
+        request._request.resilience_ratelimit = (decision, [rule for rule, _ in pairs])  # for the 429's headers
     return decision  # type: ignore[no-any-return]
 
 

@@ -186,3 +186,15 @@ def test_a_successful_login_clears_the_pairs_cool_off(cooloff):
     for _ in range(3):
         login_failed(request, "grace")
     assert login(client, "grace", "right").status_code == 200  # the success above reset the count
+
+
+def test_drf_429s_carry_the_ratelimit_headers_when_the_middleware_is_installed(drf, settings):
+    settings.MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "resilience.middleware.ResilienceMiddleware"]
+    client = Client(REMOTE_ADDR="198.51.100.70")
+    for _ in range(5):
+        client.get("/api/ip/")
+    refused = client.get("/api/ip/")
+    assert refused.status_code == 429
+    assert refused["RateLimit-Policy"] == '"ip";q=5;w=60'
+    assert refused["RateLimit"].startswith('"ip";r=0;t=')
+    assert 1 <= int(refused["Retry-After"]) <= 12  # DRF's own, kept
