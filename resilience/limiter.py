@@ -10,10 +10,11 @@ hashed identities and share one hash tag, so a decision's script runs on Redis C
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .core.event import Event
@@ -40,9 +41,16 @@ class RatePolicy:
     burst: int
     fail: str = "open"
     shadow: bool = False
+    wire: tuple[str, str] = field(init=False, repr=False, compare=False)  # (interval, tolerance) for the script
+
+    def __post_init__(self) -> None:
+        Limit("check", self.rate, self.period, self.burst, 0, self.name)  # validates once, with the policy's name
+        interval = self.period / self.rate
+        object.__setattr__(self, "wire", (repr(interval), repr(self.burst * interval)))
 
     def limit(self, identity: str, prefix: str, cost: int = 1) -> Limit:
-        return Limit(storage_key(prefix, self.name, identity), self.rate, self.period, self.burst, cost, self.name)
+        key = storage_key(prefix, self.name, identity)
+        return Limit.trusted(key, self.rate, self.period, self.burst, cost, self.name, self.wire)
 
     @property
     def header(self) -> str:
@@ -83,12 +91,18 @@ def normalise(identity: str) -> str:
 def storage_key(prefix: str, policy_name: str, identity: str) -> str:
     """Client input never reaches Redis as is: it is normalised and hashed into the key."""
     digest = hashlib.sha256(normalise(identity).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    safe_policy = hashlib.sha256(policy_name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{prefix}:rl:{HASH_TAG}:{safe_policy}:{digest}"
+    return f"{prefix}:rl:{HASH_TAG}:{_name_hash(policy_name)}:{digest}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _name_hash(policy_name: str) -> str:
+    return hashlib.sha256(policy_name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+@functools.cache
 def _redis_breaker() -> Any:
-    """Guards Redis for rate limiting: after a few failures, decide without it at once; probe every second."""
+    """Guards Redis for rate limiting: after a few failures, decide without it at once; probe every second.
+    One handle for the process (it re-resolves its breaker by itself when settings change)."""
     return circuit_breaker(REDIS_BREAKER, minimum_calls=3, failure_rate=50, window=10, open_for=1.0, half_open_calls=1)
 
 

@@ -10,7 +10,7 @@ The Redis engine runs the same rule in ``storage/lua/ratelimit.lua``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..exceptions import ConfigurationError
 
@@ -25,6 +25,23 @@ class Limit:
     burst: int
     cost: int = 1
     policy: str = ""  # for headers and events: "ip", "tenant", "login:user", ...
+    wire: tuple[str, str] | None = field(default=None, compare=False, repr=False)  # (interval, tolerance) as sent to Redis
+
+    @classmethod
+    def trusted(cls, key: str, rate: int, period: float, burst: int, cost: int, policy: str, wire: tuple[str, str]) -> Limit:
+        """A limit from an already validated policy, without the checks (built for every request)."""
+        limit = object.__new__(cls)
+        for name, value in (
+            ("key", key),
+            ("rate", rate),
+            ("period", period),
+            ("burst", burst),
+            ("cost", cost),
+            ("policy", policy),
+            ("wire", wire),
+        ):
+            object.__setattr__(limit, name, value)
+        return limit
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, bool) or not isinstance(self.rate, int) or self.rate < 1:
@@ -56,10 +73,29 @@ class LimitState:
     reset_after: float  # seconds until the limit is back to its full burst
 
 
-@dataclass(frozen=True)
 class Decision:
-    allowed: bool
-    states: tuple[LimitState, ...]
+    """One request's answer. Per-limit states (for headers and throttles' ``wait``) are worked out
+    only when read: an admitted request through the middleware never needs them."""
+
+    __slots__ = ("allowed", "_states", "_inputs")
+
+    def __init__(
+        self,
+        allowed: bool,
+        states: tuple[LimitState, ...] | None = None,
+        inputs: tuple[list[Limit], list[float | None], float] | None = None,
+    ) -> None:
+        self.allowed = allowed
+        self._states = states if states is not None or inputs is not None else ()
+        self._inputs = inputs
+
+    @property
+    def states(self) -> tuple[LimitState, ...]:
+        if self._states is None:
+            assert self._inputs is not None
+            limits, tats, now = self._inputs
+            self._states = tuple(state(limit, tat, now)[0] for limit, tat in zip(limits, tats, strict=True))
+        return self._states
 
     @property
     def retry_after(self) -> float:
