@@ -15,7 +15,6 @@ import redis
 
 from ..core.gcra import Decision, Limit, decide, ttl
 
-
 LUA_EPOCH = 1_700_000_000  # the scripts keep times relative to this (microsecond precision with tostring)
 
 
