@@ -12,6 +12,7 @@ from .exceptions import (
     RetryBudgetExhausted,
     UnknownBreakerError,
 )
+from .fallback import fallback
 from .registry import breakers
 from .retry import retry
 
@@ -27,6 +28,7 @@ __all__ = [
     "breakers",
     "circuit_breaker",
     "deadline",
+    "fallback",
     "remaining",
     "retry",
 ]

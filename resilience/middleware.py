@@ -14,6 +14,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .conf import on_reload, resilience_settings
+from .context import current_request
 from .core.deadline import deadline
 from .core.event import Event
 from .core.timeout_header import parse_grpc, parse_seconds
@@ -151,6 +152,13 @@ class ResilienceMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
+        token = current_request.set(request)
+        try:
+            return self._call(request)
+        finally:
+            current_request.reset(token)
+
+    def _call(self, request: HttpRequest) -> Any:
         route, refused = _admit(request)
         if refused is not None:
             return refused
@@ -160,6 +168,13 @@ class ResilienceMiddleware:
             return _with_rate_headers(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
+        token = current_request.set(request)
+        try:
+            return await self._acall_in_context(request)
+        finally:
+            current_request.reset(token)
+
+    async def _acall_in_context(self, request: HttpRequest) -> HttpResponse:
         if any(getattr(check, "may_block", _never)() for check in admission_checks):
             route, refused = await sync_to_async(_admit, thread_sensitive=False)(request)  # keep the event loop free
         else:
