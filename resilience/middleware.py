@@ -7,6 +7,7 @@ never lengthened) → the rest of the stack. ``DeadlineExceeded`` escaping the v
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from .core.deadline import deadline
 from .core.event import Event
 from .core.timeout_header import parse_grpc, parse_seconds
 from .events import emit
-from .exceptions import DeadlineExceeded
+from .exceptions import CircuitOpenError, DeadlineExceeded
 from .routes import Route, RouteTable
 
 _table: RouteTable | None = None
@@ -71,6 +72,13 @@ def _overloaded(route: Route) -> HttpResponse:
     emit(Event("middleware", "shed", route.label, {"max_concurrency": route.max_concurrency}))
     response = JsonResponse({"detail": "The service is busy. Try again shortly."}, status=503)
     response["Retry-After"] = str(route.retry_after)
+    return response
+
+
+def _unavailable(exc: CircuitOpenError) -> HttpResponse:
+    """A critical feature's dependency is failing: a clear 503, no internals, and when to retry."""
+    response = JsonResponse({"detail": "A service this page needs is unavailable. Try again shortly."}, status=503)
+    response["Retry-After"] = str(max(math.ceil(exc.retry_after), 1)) if exc.retry_after is not None else "60"
     return response
 
 
@@ -190,4 +198,6 @@ class ResilienceMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DeadlineExceeded):
             return _timed_out(request)
+        if isinstance(exception, CircuitOpenError):
+            return _unavailable(exception)
         return None

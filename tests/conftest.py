@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,8 +14,24 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from resilience.registry import breakers
+
+CHROME_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
 
 
 def free_port() -> int:
@@ -96,3 +113,29 @@ def _fresh_registry() -> Iterator[None]:
     breakers.reload()
     yield
     breakers.reload()
+
+
+# -- browser: headless Chromium (Debian chromium + chromium-driver) -----------------------------
+@pytest.fixture(scope="module")
+def _chromium() -> Iterator[WebDriver]:
+    """One headless Chromium per module, with its own throw-away profile; always quit."""
+    with tempfile.TemporaryDirectory(prefix="circuits-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for arg in CHROME_ARGS:
+            options.add_argument(arg)
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        try:
+            driver.set_page_load_timeout(30)
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def browser(_chromium: WebDriver) -> Iterator[WebDriver]:
+    """The shared browser, logged out: no cookie of a previous test survives into this one."""
+    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    yield _chromium
+    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})

@@ -8,16 +8,13 @@ to save a screenshot of the dashboard while the tests run.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -27,46 +24,8 @@ from resilience.signals import event_emitted
 CHANGELIST = "/admin/resilience/circuit/"
 PASSWORD = "correct-horse-battery-staple"
 WAIT = 10  # seconds; every wait polls and returns as soon as its condition holds
-CHROME_ARGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-# -- browser -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def _chromium() -> Iterator[WebDriver]:
-    """One headless Chromium per module, with its own throw-away profile; always quit."""
-    with tempfile.TemporaryDirectory(prefix="circuits-chromium-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for arg in CHROME_ARGS:
-            options.add_argument(arg)
-        options.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-        try:
-            driver.set_page_load_timeout(30)
-            yield driver
-        finally:
-            driver.quit()
-
-
-@pytest.fixture
-def browser(_chromium: WebDriver) -> Iterator[WebDriver]:
-    """The shared browser, logged out: no cookie of a previous test survives into this one."""
-    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    yield _chromium
-    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
 
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], message: str) -> Any:

@@ -5,4 +5,5 @@ from . import views
 urlpatterns = [
     path("quote/", views.quote, name="quote"),
     path("chaos/", views.chaos, name="chaos"),
+    path("dashboard/", views.dashboard, name="dashboard"),
 ]

@@ -1,5 +1,7 @@
 """Demo API: a call to a flaky upstream, protected by the "upstream" circuit breaker."""
 
+from typing import Any
+
 from rest_framework import status
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
@@ -37,3 +39,26 @@ def chaos(request: Request) -> Response:
         return Response({"detail": "failure_rate must be a number between 0 and 1."}, status=400)
     upstream.set_failure_rate(rate)
     return Response({"failure_rate": upstream.failure_rate, "breaker": breakers.get_or_create("upstream").state})
+
+
+TIPS = ["Set deadlines on every request.", "Retry only what is safe to retry.", "Fail closed on authentication."]
+
+
+@circuit_breaker("tips")
+def fetch_tips() -> list[str]:
+    """A non-critical dependency: when its breaker is open the page shows a placeholder instead."""
+    return TIPS
+
+
+class LazyTips:
+    """Fetched while the template renders, inside the {% degradable %} block."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(fetch_tips())
+
+
+def dashboard(request: Any) -> Any:
+    """A page with a critical widget (the quote: 503 if its breaker is open) and a non-critical one."""
+    from django.shortcuts import render
+
+    return render(request, "demo/dashboard.html", {"quote": protected_quote(), "tips": LazyTips()})
