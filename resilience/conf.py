@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "AWS": {},
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.db.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
+    "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.entra
 }
 ROOT = "RESILIENCE"
 _listeners: list[Callable[[], None]] = []

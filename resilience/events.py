@@ -22,6 +22,8 @@ _LEVELS = {
     "give_up": logging.WARNING,
     "budget_refused": logging.WARNING,
     "store_unavailable": logging.WARNING,
+    "provider_unavailable": logging.WARNING,
+    "unavailable": logging.WARNING,
 }
 _TAGGED_FIELDS = ("new_state", "state")
 _PLAIN = re.compile(r"[A-Za-z0-9_.:@-]+")

@@ -73,6 +73,7 @@ class FakeIdP:
         self.tenant, self.client_id = tenant, client_id
         self.keys = [SigningKey()]
         self.delay = 0.0
+        self.failing = False  # answer 503 to everything (still counted: the provider "sees" the fetch)
         self.fetches = {"metadata": 0, "keys": 0}
         self._lock = threading.Lock()
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -105,6 +106,11 @@ class FakeIdP:
             def do_GET(self) -> None:  # noqa: N802
                 if idp.delay:
                     time.sleep(idp.delay)
+                if idp.failing:
+                    with idp._lock:
+                        idp.fetches["failed"] = idp.fetches.get("failed", 0) + 1
+                    self.send_error(503)
+                    return
                 if self.path.startswith(f"/{idp.tenant}/v2.0/.well-known/openid-configuration"):
                     kind, body = "metadata", idp.metadata()
                 elif self.path == f"/{idp.tenant}/discovery/v2.0/keys":

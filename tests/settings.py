@@ -18,3 +18,16 @@ CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": TE
 RESILIENCE = {"REDIS": None, "HISTORY": False}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# django-auth-adfs reads this at import time; tests point it at their fake identity provider.
+AUTH_ADFS = {
+    "TENANT_ID": "11111111-2222-3333-4444-555555555555",
+    "CLIENT_ID": "api-client",
+    "RELYING_PARTY_ID": "api-client",
+    "AUDIENCE": "api-client",
+    "VERSION": "v2.0",
+    "USERNAME_CLAIM": "upn",
+    "CLAIM_MAPPING": {},
+    "TIMEOUT": 2,
+    "RETRIES": 0,
+}

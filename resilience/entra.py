@@ -1,0 +1,96 @@
+"""Entra ID through django-auth-adfs, failing closed: the backend and DRF authentication to use.
+
+    AUTHENTICATION_BACKENDS = ["resilience.entra.ResilientAccessTokenBackend", ...]
+    REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": ["resilience.entra.ResilientAccessTokenAuthentication"]}
+
+The installed ``ResilientProviderConfig`` (see ``entra_config``) keeps working from cached public
+keys while the provider is down. When authentication is impossible because of the outage, DRF
+answers ``503`` with ``Retry-After`` and a generic body: never a 500, never an authenticated user.
+Invalid tokens are still refused (401) exactly as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from django_auth_adfs import backend as adfs_backend
+from django_auth_adfs import config as adfs_config
+from django_auth_adfs import views as adfs_views
+from django_auth_adfs.backend import AdfsAccessTokenBackend
+from django_auth_adfs.rest_framework import AdfsAccessTokenAuthentication
+from rest_framework import exceptions, status
+
+from .conf import resilience_settings
+from .core.event import Event
+from .entra_config import EntraUnavailable, ResilientProviderConfig
+from .events import emit
+from .exceptions import ConfigurationError
+
+ENTRA_KEYS = {"max_staleness": 7 * 86_400, "retry_interval": 30.0, "kid_refresh_interval": 60.0}
+UNAVAILABLE = "Authentication is temporarily unavailable. Try again shortly."
+
+
+def install() -> ResilientProviderConfig:
+    """Replace django-auth-adfs's provider configuration (in every module that bound it)."""
+    options = {**ENTRA_KEYS, **(resilience_settings.ENTRA or {})}
+    unknown = sorted(set(options) - set(ENTRA_KEYS))
+    if unknown:
+        raise ConfigurationError(f'RESILIENCE["ENTRA"] has unknown key(s) {", ".join(map(repr, unknown))}')
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigurationError(f'RESILIENCE["ENTRA"]["{key}"] must be seconds above 0, got {value!r}')
+    client = None
+    if resilience_settings.REDIS is not None:
+        from .redis_connection import connect
+
+        client = connect(resilience_settings.REDIS, resilience_settings.REDIS_TIMEOUT)
+    provider = ResilientProviderConfig(redis_client=client, prefix=resilience_settings.KEY_PREFIX, **options)
+    for module in (adfs_config, adfs_backend, adfs_views):
+        module.provider_config = provider  # type: ignore[attr-defined]
+    return provider
+
+
+def provider() -> ResilientProviderConfig:
+    current = adfs_backend.provider_config
+    return current if isinstance(current, ResilientProviderConfig) else install()
+
+
+class ResilientAccessTokenBackend(AdfsAccessTokenBackend):  # type: ignore[misc]
+    """django-auth-adfs's access-token backend that touches the provider only when there is a token,
+    and refreshes keys (rate limited) when a token names a key id it does not know."""
+
+    def authenticate(self, request: Any = None, access_token: Any = None, **kwargs: Any) -> Any:
+        if not access_token:
+            return None  # password logins and others never wait on the identity provider
+        token = access_token.decode() if isinstance(access_token, bytes) else str(access_token)
+        config = provider()
+        config.load_config()  # EntraUnavailable propagates: the caller answers 503
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            return None
+        if isinstance(kid, str) and kid not in config.kids:
+            config.refresh_for_kid(kid)
+        return self.process_access_token(token)
+
+
+class AuthenticationUnavailable(exceptions.APIException):  # type: ignore[misc]
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = UNAVAILABLE
+    default_code = "authentication_unavailable"
+
+    def __init__(self, wait: float) -> None:
+        super().__init__()
+        self.wait = max(int(wait), 1)  # DRF's exception handler turns ``wait`` into Retry-After
+
+
+class ResilientAccessTokenAuthentication(AdfsAccessTokenAuthentication):  # type: ignore[misc]
+    """Bearer tokens as django-auth-adfs checks them; an identity-provider outage is a 503."""
+
+    def authenticate(self, request: Any) -> Any:
+        try:
+            return super().authenticate(request)
+        except EntraUnavailable as exc:
+            emit(Event("auth", "unavailable", "entra", {"retry_after": round(exc.retry_after, 1)}))
+            raise AuthenticationUnavailable(exc.retry_after) from None

@@ -1,0 +1,229 @@
+"""django-auth-adfs's provider configuration, made to survive identity-provider outages.
+
+django-auth-adfs keeps metadata and signing keys per process, re-fetches them on every request
+while the provider is unreachable (its timestamp only moves on success), retries each fetch with
+urllib3 backoff inside the request, and lets connection errors escape into ``authenticate()``.
+``ResilientProviderConfig`` replaces its ``provider_config`` (installed by ``resilience.auth``):
+
+- fetches go through the breaker ``entra``, are bounded by the deadline and ``AUTH_ADFS["TIMEOUT"]``,
+  and are single-flight (one per process; across workers a Redis lock and the shared copy);
+- the last good metadata and public keys are shared through Redis (public material only) and
+  used for up to ``max_staleness`` seconds while the provider is down; after a failure the next
+  attempt waits ``retry_interval`` seconds instead of happening on every request;
+- a token naming an unknown key id triggers at most one refresh per ``kid_refresh_interval``.
+When nothing usable is left, ``EntraUnavailable`` is raised: callers answer 503, never 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.x509 import load_der_x509_certificate
+from django_auth_adfs.config import ProviderConfig
+from django_auth_adfs.config import settings as adfs_settings
+
+from .core.deadline import bounded
+from .core.event import Event
+from .decorators import circuit_breaker
+from .events import emit
+from .exceptions import CircuitOpenError, ResilienceError
+
+logger = logging.getLogger("resilience.auth")
+BREAKER = "entra"
+
+
+class EntraUnavailable(ResilienceError):
+    """No usable metadata or signing keys: the identity provider is down and nothing fresh enough is cached."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__("the identity provider is unavailable and no usable signing keys are cached")
+
+
+class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
+    def __init__(self, *, redis_client: Any = None, prefix: str = "resilience", max_staleness: float = 7 * 86_400,
+                 retry_interval: float = 30.0, kid_refresh_interval: float = 60.0) -> None:  # fmt: skip
+        super().__init__()
+        self.session = requests.Session()  # no urllib3 retries: one layer, ours (and bounded by the deadline)
+        self.session.verify = adfs_settings.CA_BUNDLE
+        if hasattr(adfs_settings, "PROXIES"):
+            self.session.proxies = adfs_settings.PROXIES
+        self.redis, self.prefix = redis_client, prefix
+        self.max_staleness, self.retry_interval, self.kid_refresh_interval = max_staleness, retry_interval, kid_refresh_interval
+        self.kids: dict[str, RSAPublicKey] = {}
+        self.fetched_at = 0.0  # wall-clock time the current material was fetched from the provider
+        self._next_attempt = 0.0  # monotonic: no provider fetch before this, after a failure
+        self._last_kid_refresh = 0.0
+        self._lock = threading.Lock()
+        self._mode = "openid_connect"
+
+    # -- keys -------------------------------------------------------------------------------
+    @property
+    def _shared_key(self) -> str:
+        where = hashlib.sha256(f"{adfs_settings.SERVER}|{adfs_settings.TENANT_ID}".encode()).hexdigest()[:16]
+        return f"{self.prefix}:entra:{{{where}}}"
+
+    def _age(self) -> float:
+        return time.time() - self.fetched_at if self.fetched_at else float("inf")
+
+    def _fresh(self) -> bool:
+        return self.signing_keys is not None and self._age() < adfs_settings.CONFIG_RELOAD_INTERVAL * 3600
+
+    def _usable(self) -> bool:
+        return self.signing_keys is not None and self._age() < self.max_staleness
+
+    # -- the contract django-auth-adfs calls ---------------------------------------------------
+    def load_config(self) -> None:
+        if self._fresh() or self._backing_off():
+            return
+        with self._lock:  # single flight in this process
+            if self._fresh() or self._backing_off():
+                return
+            self._refresh(force=False)
+
+    def _backing_off(self) -> bool:
+        """After a failed fetch, until ``retry_interval`` has passed: answer from what we have, at once
+        (our copy, else the shared one), or fail fast; never a fetch per request during an outage."""
+        wait = self._next_attempt - time.monotonic()
+        if wait <= 0:
+            return False
+        if self._usable() or self._adopt_shared(newer_only=False):
+            return True
+        raise EntraUnavailable(retry_after=wait)
+
+    def refresh_for_kid(self, kid: str) -> None:
+        """A token names a key we do not have (rotation): refresh, at most once per interval."""
+        if kid in self.kids:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if kid in self.kids or now - self._last_kid_refresh < self.kid_refresh_interval:
+                return
+            self._last_kid_refresh = now
+            if self.redis is not None and not self._claim(f"{self._shared_key}:kid-refresh", self.kid_refresh_interval):
+                self._adopt_shared(newer_only=True)  # another worker refreshes; take what is shared
+                return
+            emit(Event("auth", "unknown_kid_refresh", BREAKER, {"kid": kid[:40]}))
+            try:
+                self._refresh(force=True)
+            except EntraUnavailable:
+                pass  # the token simply does not validate with the keys we have
+
+    # -- refreshing ---------------------------------------------------------------------------
+    def _refresh(self, *, force: bool) -> None:
+        if not force and self._adopt_shared(newer_only=True) and self._fresh():
+            return
+        if self.redis is not None and not force and not self._claim(f"{self._shared_key}:lock", adfs_settings.TIMEOUT * 2):
+            if self._wait_for_shared() or self._usable():
+                return  # another worker is fetching: use its result, or our stale material meanwhile
+        try:
+            document = circuit_breaker(BREAKER).call(self._fetch)
+        except (CircuitOpenError, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            self._release(f"{self._shared_key}:lock")  # nobody should wait for a fetch that failed
+            self._failed(exc)
+            return
+        self._apply(document)
+        self._share(document)
+        self._release(f"{self._shared_key}:lock")
+        emit(Event("auth", "keys_loaded", BREAKER, {"keys": len(self.kids)}))
+
+    def _failed(self, exc: BaseException) -> None:
+        wait = exc.retry_after if isinstance(exc, CircuitOpenError) and exc.retry_after else self.retry_interval
+        self._next_attempt = time.monotonic() + min(wait, self.retry_interval)
+        emit(
+            Event(
+                "auth", "provider_unavailable", BREAKER, {"error": type(exc).__name__, "cached_age": round(min(self._age(), 1e9))}
+            )
+        )
+        if self._usable() or self._adopt_shared(newer_only=False):
+            return
+        raise EntraUnavailable(retry_after=min(wait, self.retry_interval))
+
+    def _fetch(self) -> dict[str, Any]:
+        timeout = bounded(adfs_settings.TIMEOUT) or adfs_settings.TIMEOUT
+        url = f"https://{adfs_settings.SERVER}/{adfs_settings.TENANT_ID}/{adfs_settings.VERSION}/.well-known/openid-configuration"
+        # verify per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override session.verify,
+        # which would silently ignore AUTH_ADFS["CA_BUNDLE"] in containers that set those variables
+        verify = adfs_settings.CA_BUNDLE
+        response = self.session.get(url, params={"appid": adfs_settings.CLIENT_ID}, timeout=timeout, verify=verify)
+        response.raise_for_status()
+        openid = response.json()
+        keys = self.session.get(
+            openid["jwks_uri"], timeout=bounded(adfs_settings.TIMEOUT) or adfs_settings.TIMEOUT, verify=verify
+        )
+        keys.raise_for_status()
+        certificates = {
+            k.get("kid", str(i)): k["x5c"][0] for i, k in enumerate(keys.json()["keys"]) if k.get("use", "sig") == "sig"
+        }
+        wanted = ("issuer", "authorization_endpoint", "token_endpoint", "end_session_endpoint", "msgraph_host")
+        return {"openid": {k: openid[k] for k in wanted if k in openid}, "certificates": certificates, "fetched_at": time.time()}
+
+    def _apply(self, document: dict[str, Any]) -> None:
+        kids = {
+            kid: load_der_x509_certificate(base64.b64decode(cert)).public_key() for kid, cert in document["certificates"].items()
+        }
+        openid = document["openid"]
+        self.kids = kids  # type: ignore[assignment]
+        self.signing_keys = list(kids.values())
+        self.issuer = openid["issuer"]
+        self.authorization_endpoint = openid.get("authorization_endpoint")
+        self.token_endpoint = openid.get("token_endpoint")
+        self.end_session_endpoint = openid.get("end_session_endpoint")
+        self.msgraph_endpoint = openid.get("msgraph_host", "graph.microsoft.com")
+        self.fetched_at = float(document["fetched_at"])
+        self._config_timestamp = None  # nothing in django-auth-adfs decides on its own any more
+
+    # -- sharing through Redis ----------------------------------------------------------------
+    def _share(self, document: dict[str, Any]) -> None:
+        if self.redis is None:
+            return
+        try:
+            self.redis.set(self._shared_key, json.dumps(document), ex=int(self.max_staleness))
+        except Exception as exc:  # noqa: BLE001 - sharing is an optimisation
+            logger.warning("could not share identity-provider keys: %s", type(exc).__name__)
+
+    def _adopt_shared(self, *, newer_only: bool) -> bool:
+        if self.redis is None:
+            return False
+        try:
+            raw = self.redis.get(self._shared_key)
+        except Exception:  # noqa: BLE001 - Redis down: our own copy is all we have
+            return False
+        if not raw:
+            return False
+        document = json.loads(raw)
+        if (newer_only and document["fetched_at"] <= self.fetched_at) or time.time() - document[
+            "fetched_at"
+        ] >= self.max_staleness:
+            return False
+        self._apply(document)
+        return True
+
+    def _claim(self, key: str, seconds: float) -> bool:
+        try:
+            return bool(self.redis.set(key, "1", nx=True, px=max(int(seconds * 1000), 1)))
+        except Exception:  # noqa: BLE001 - no Redis: every process decides for itself
+            return True
+
+    def _release(self, key: str) -> None:
+        if self.redis is not None:
+            try:
+                self.redis.delete(key)
+            except Exception:  # noqa: BLE001 - the lock expires by itself
+                pass
+
+    def _wait_for_shared(self) -> bool:
+        deadline = time.monotonic() + adfs_settings.TIMEOUT
+        while time.monotonic() < deadline:
+            if self._adopt_shared(newer_only=True):
+                return True
+            time.sleep(0.05)
+        return False

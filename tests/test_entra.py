@@ -1,0 +1,155 @@
+"""Entra ID through django-auth-adfs, against a fake provider over HTTPS that the tests take down."""
+
+import time
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+from django_auth_adfs.config import settings as adfs_settings
+from rest_framework.test import APIClient
+
+from resilience import breakers
+from resilience.entra import install
+
+from .fake_idp import FakeIdP
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def idp(tmp_path):
+    provider = FakeIdP(tmp_path).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def entra(settings, idp, key_prefix, monkeypatch):
+    settings.ROOT_URLCONF = "tests.urls_entra"
+    settings.AUTHENTICATION_BACKENDS = ["resilience.entra.ResilientAccessTokenBackend"]
+    settings.RESILIENCE = {
+        "HISTORY": False,
+        "REDIS": django_settings.TEST_REDIS_URL,
+        "KEY_PREFIX": key_prefix,
+        "ENTRA": {"retry_interval": 0.5, "kid_refresh_interval": 5},
+        "BREAKERS": {"entra": {"minimum_calls": 2, "open_for": 0.5}},
+    }
+    for name, value in {"SERVER": idp.server, "CA_BUNDLE": str(idp.ca_bundle), "TENANT_ID": idp.tenant, "TIMEOUT": 1}.items():
+        monkeypatch.setattr(adfs_settings, name, value)
+    return install()
+
+
+def me(token, **headers):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}", **headers)
+    return client.get("/me/")
+
+
+def test_a_valid_token_is_accepted(entra, idp):
+    response = me(idp.token())
+    assert response.status_code == 200 and response.json() == {"user": "alice@example.com"}
+
+
+def test_provider_down_with_nothing_cached_is_a_503_never_a_500_never_authenticated(entra, idp):
+    idp.stop()
+    responses = [me(idp.token()) for _ in range(5)]
+    assert [r.status_code for r in responses] == [503] * 5
+    assert responses[0].json() == {"detail": "Authentication is temporarily unavailable. Try again shortly."}
+    assert 1 <= int(responses[0]["Retry-After"]) <= 30
+
+
+def test_valid_tokens_keep_working_from_cache_while_the_provider_is_down(entra, idp, monkeypatch):
+    token = idp.token()
+    assert me(token).status_code == 200
+    idp.stop()
+    monkeypatch.setattr(adfs_settings, "CONFIG_RELOAD_INTERVAL", 0)  # every request would want fresh metadata
+    assert [me(token).status_code for _ in range(10)] == [200] * 10
+
+
+@pytest.mark.parametrize("case", ["expired", "forged", "wrong_audience", "wrong_issuer", "not_a_jwt"])
+def test_bad_tokens_are_still_refused_while_the_provider_is_down(entra, idp, case):
+    assert me(idp.token()).status_code == 200  # keys cached
+    idp.stop()
+    from .fake_idp import SigningKey
+
+    token = {
+        "expired": lambda: idp.token(ttl=-600),
+        "forged": lambda: idp.token(key=SigningKey()),
+        "wrong_audience": lambda: idp.token(aud="someone-else"),
+        "wrong_issuer": lambda: idp.token(iss="https://login.example.com/other-tenant/v2.0"),
+        "not_a_jwt": lambda: "abc.def.ghi",
+    }[case]()
+    assert me(token).status_code == 401
+
+
+def test_the_provider_sees_a_bounded_number_of_fetches_during_an_outage(entra, idp, monkeypatch):
+    token = idp.token()
+    assert me(token).status_code == 200
+    idp.failing = True
+    monkeypatch.setattr(adfs_settings, "CONFIG_RELOAD_INTERVAL", 0)
+    started = time.monotonic()
+    codes = [me(token).status_code for _ in range(60)]
+    elapsed = time.monotonic() - started
+    assert codes == [200] * 60
+    assert idp.fetches.get("failed", 0) <= 2 + int(elapsed / 0.5) * 2  # one try per retry_interval, not one per request
+
+
+def test_another_worker_without_a_cache_uses_the_keys_shared_through_redis(entra, idp):
+    token = idp.token()
+    assert me(token).status_code == 200
+    idp.stop()
+    install()  # a new worker: empty process cache
+    assert me(token).status_code == 200
+
+
+def test_a_rotated_key_is_picked_up_with_one_refresh(entra, idp):
+    assert me(idp.token()).status_code == 200
+    before = idp.fetches["keys"]
+    new = idp.rotate()
+    assert me(idp.token(key=new)).status_code == 200
+    assert idp.fetches["keys"] == before + 1
+
+
+def test_unknown_key_ids_trigger_at_most_one_refresh_per_interval(entra, idp):
+    from .fake_idp import SigningKey
+
+    assert me(idp.token()).status_code == 200
+    before = idp.fetches["keys"]
+    for _ in range(20):
+        forged = SigningKey()
+        forged.kid = uuid.uuid4().hex[:16]
+        assert me(idp.token(key=forged)).status_code == 401
+    assert idp.fetches["keys"] - before <= 1
+
+
+def test_a_slow_provider_is_cut_off_by_the_request_deadline(entra, idp, settings):
+    settings.MIDDLEWARE = ["resilience.middleware.ResilienceMiddleware"]
+    settings.RESILIENCE = {**settings.RESILIENCE, "ROUTES": [{"path": "*", "timeout": 0.5}]}
+    install()
+    idp.delay = 3.0
+    started = time.monotonic()
+    response = me(idp.token())
+    assert response.status_code in (503, 504) and time.monotonic() - started < 1.5
+
+
+def test_password_logins_never_wait_on_the_identity_provider(entra, idp, settings):
+    from django.contrib.auth import authenticate
+    from django.contrib.auth.models import User
+
+    settings.AUTHENTICATION_BACKENDS = [
+        "resilience.entra.ResilientAccessTokenBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
+    User.objects.create_user("bob", password="pw")
+    idp.delay = 3.0
+    started = time.monotonic()
+    assert authenticate(username="bob", password="pw") is not None
+    assert time.monotonic() - started < 0.5
+
+
+def test_the_breaker_opens_on_repeated_fetch_failures(entra, idp):
+    idp.stop()
+    for _ in range(3):
+        me(idp.token())
+        time.sleep(0.55)
+    assert breakers.get("entra").view().trips >= 1
