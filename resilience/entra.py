@@ -29,6 +29,7 @@ from .exceptions import ConfigurationError
 
 ENTRA_KEYS = {"max_staleness": 7 * 86_400, "retry_interval": 30.0, "kid_refresh_interval": 60.0}
 UNAVAILABLE = "Authentication is temporarily unavailable. Try again shortly."
+REFUSED = "Invalid or missing credentials."  # one answer for every failed check: no hint, no user enumeration
 
 
 def install() -> ResilientProviderConfig:
@@ -63,7 +64,10 @@ class ResilientAccessTokenBackend(AdfsAccessTokenBackend):  # type: ignore[misc]
     def authenticate(self, request: Any = None, access_token: Any = None, **kwargs: Any) -> Any:
         if not access_token:
             return None  # password logins and others never wait on the identity provider
-        token = access_token.decode() if isinstance(access_token, bytes) else str(access_token)
+        try:  # a JWT is ASCII; the stock backend's .decode() turned other bytes into a 500
+            token = access_token.decode("ascii") if isinstance(access_token, bytes) else str(access_token)
+        except UnicodeDecodeError:
+            return None
         config = provider()
         config.load_config()  # EntraUnavailable propagates: the caller answers 503
         try:
@@ -86,11 +90,16 @@ class AuthenticationUnavailable(exceptions.APIException):  # type: ignore[misc]
 
 
 class ResilientAccessTokenAuthentication(AdfsAccessTokenAuthentication):  # type: ignore[misc]
-    """Bearer tokens as django-auth-adfs checks them; an identity-provider outage is a 503."""
+    """Bearer tokens as django-auth-adfs checks them, with secure defaults: every refusal is the same
+    401 (``WWW-Authenticate: Bearer``, one generic message, whichever check failed: malformed header,
+    bad signature, expired, wrong audience, foreign tenant, inactive user); an outage is a 503."""
 
     def authenticate(self, request: Any) -> Any:
         try:
             return super().authenticate(request)
+        except exceptions.AuthenticationFailed as exc:
+            emit(Event("auth", "refused", "entra", {"reason": str(exc.detail)[:80]}))  # the reason stays in our logs
+            raise exceptions.AuthenticationFailed(REFUSED) from None
         except EntraUnavailable as exc:
             emit(Event("auth", "unavailable", "entra", {"retry_after": round(exc.retry_after, 1)}))
             raise AuthenticationUnavailable(exc.retry_after) from None

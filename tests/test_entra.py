@@ -153,3 +153,60 @@ def test_the_breaker_opens_on_repeated_fetch_failures(entra, idp):
         me(idp.token())
         time.sleep(0.55)
     assert breakers.get("entra").view().trips >= 1
+
+
+@pytest.mark.parametrize("header", [
+    "Bearer", "Bearer a b", "Bearer not.a.jwt", "Bearer " + "x" * 10_000, "Bearer \u00e9\u00e9",
+])  # fmt: skip
+def test_every_refusal_is_the_same_generic_401(entra, idp, header):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/me/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid or missing credentials."}
+    assert response["WWW-Authenticate"] == 'Bearer realm="api" token_type="JWT"'
+
+
+def test_an_inactive_user_gets_the_same_answer_as_a_bad_token(entra, idp):
+    from django.contrib.auth.models import User
+
+    assert me(idp.token()).status_code == 200
+    User.objects.filter(username="alice@example.com").update(is_active=False)
+    inactive, forged = me(idp.token()), me(idp.token(aud="other"))
+    assert (
+        (inactive.status_code, inactive.json())
+        == (forged.status_code, forged.json())
+        == (401, {"detail": "Invalid or missing credentials."})
+    )
+
+
+def test_guests_from_another_tenant_are_refused_when_blocked(entra, idp, monkeypatch):
+    monkeypatch.setattr(adfs_settings, "BLOCK_GUEST_USERS", True)
+    assert me(idp.token()).status_code == 200
+    assert me(idp.token(tid="99999999-0000-0000-0000-000000000000")).status_code == 401
+
+
+def test_the_tenant_of_an_authenticated_request_is_exposed_for_the_resolver(entra, idp, settings):
+    from django.urls import path
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from resilience.entra import ResilientAccessTokenAuthentication
+    from resilience.ratelimits import tenant
+
+    class Tenant(APIView):
+        authentication_classes = [ResilientAccessTokenAuthentication]
+
+        def get(self, request):
+            return Response({"tenant": tenant(request)})
+
+    import sys
+    import types
+
+    module = types.ModuleType("tests._urls_tenant")
+    module.urlpatterns = [path("tenant/", Tenant.as_view())]
+    sys.modules["tests._urls_tenant"] = module
+    settings.ROOT_URLCONF = "tests._urls_tenant"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {idp.token()}")
+    assert client.get("/tenant/").json() == {"tenant": idp.tenant}
