@@ -5,8 +5,9 @@ while the provider is unreachable (its timestamp only moves on success), retries
 urllib3 backoff inside the request, and lets connection errors escape into ``authenticate()``.
 ``ResilientProviderConfig`` replaces its ``provider_config`` (installed by ``resilience.auth``):
 
-- fetches go through the breaker ``entra``, are bounded by the deadline and ``AUTH_ADFS["TIMEOUT"]``,
-  and are single-flight (one per process; across workers a Redis lock and the shared copy);
+- fetches go through the breaker ``entra`` and the ``http`` retry policy (urllib3's retries are
+  off), are bounded by the deadline and ``AUTH_ADFS["TIMEOUT"]``, and are single-flight (one per
+  process; across workers a Redis lock and the shared copy);
 - the last good metadata and public keys are shared through Redis (public material only) and
   used for up to ``max_staleness`` seconds while the provider is down; after a failure the next
   attempt waits ``retry_interval`` seconds instead of happening on every request;
@@ -35,6 +36,7 @@ from .core.event import Event
 from .decorators import circuit_breaker
 from .events import emit
 from .exceptions import CircuitOpenError, ResilienceError
+from .retry import retry
 
 logger = logging.getLogger("resilience.auth")
 BREAKER = "entra"
@@ -125,7 +127,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
             if self._wait_for_shared() or self._usable():
                 return  # another worker is fetching: use its result, or our stale material meanwhile
         try:
-            document = circuit_breaker(BREAKER).call(self._fetch)
+            document = retry("http").call(circuit_breaker(BREAKER).call, self._fetch)  # the one retry layer
         except (CircuitOpenError, requests.RequestException, ValueError, KeyError, TypeError) as exc:
             self._release(f"{self._shared_key}:lock")  # nobody should wait for a fetch that failed
             self._failed(exc)

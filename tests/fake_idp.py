@@ -74,6 +74,7 @@ class FakeIdP:
         self.keys = [SigningKey()]
         self.delay = 0.0
         self.failing = False  # answer 503 to everything (still counted: the provider "sees" the fetch)
+        self.fail_next = 0  # answer 503 to this many more requests
         self.fetches = {"metadata": 0, "keys": 0}
         self._lock = threading.Lock()
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -106,7 +107,10 @@ class FakeIdP:
             def do_GET(self) -> None:  # noqa: N802
                 if idp.delay:
                     time.sleep(idp.delay)
-                if idp.failing:
+                with idp._lock:
+                    hiccup = idp.fail_next > 0
+                    idp.fail_next -= hiccup
+                if idp.failing or hiccup:
                     with idp._lock:
                         idp.fetches["failed"] = idp.fetches.get("failed", 0) + 1
                     self.send_error(503)
