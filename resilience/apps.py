@@ -16,6 +16,12 @@ class ResilienceConfig(AppConfig):
 
         if admission_check not in admission_checks:
             admission_checks.append(admission_check)
+        from django.conf import settings
+
+        if hasattr(settings, "AUTH_ADFS"):
+            from .auth import connect_session_claims
+
+            connect_session_claims()
         try:
             from .throttling import connect_signals
         except ImportError:  # DRF not installed: no throttles, no login cool-off

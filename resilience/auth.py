@@ -8,6 +8,7 @@ kept in the session. It never authenticates anything itself and returns None whe
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 from typing import Any
 
@@ -39,7 +40,36 @@ def entra_tenant(request: Any) -> str | None:
         claims = _claims_of_token(token)
     if claims is None:
         session = getattr(request, "session", None)
-        stored = session.get("adfs_claims") if session is not None else None
+        stored = session.get(SESSION_KEY) if session is not None else None
         claims = stored if isinstance(stored, dict) else None
     tid = claims.get("tid") if claims else None
     return tid if isinstance(tid, str) and 0 < len(tid) <= MAX_TENANT else None
+
+
+# Session logins (django-auth-adfs's authorization-code flow): its ``post_authenticate`` signal
+# carries the claims but not the request; Django's ``user_logged_in`` carries the request. Both
+# fire in the same request, so the tenant is handed from one to the other through a context var.
+_claims: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("resilience_adfs_claims", default=None)
+SESSION_KEY = "adfs_claims"
+
+
+def remember_claims(sender: Any, user: Any = None, claims: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    tid = (claims or {}).get("tid")
+    _claims.set({"tid": tid} if isinstance(tid, str) and 0 < len(tid) <= MAX_TENANT else None)
+
+
+def store_claims_in_session(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    claims = _claims.get()
+    session = getattr(request, "session", None)
+    if claims and session is not None:
+        session[SESSION_KEY] = claims  # public, non-secret: only the tenant id
+        _claims.set(None)
+
+
+def connect_session_claims() -> None:
+    """Wire the two signals (called at start-up when django-auth-adfs is configured)."""
+    from django.contrib.auth.signals import user_logged_in
+    from django_auth_adfs.signals import post_authenticate
+
+    post_authenticate.connect(remember_claims, dispatch_uid="resilience.adfs_claims")
+    user_logged_in.connect(store_claims_in_session, dispatch_uid="resilience.adfs_session_claims")

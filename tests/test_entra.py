@@ -218,3 +218,25 @@ def test_a_passing_provider_hiccup_is_retried_within_the_same_fetch(entra, idp):
     idp.fail_next = 1  # the first metadata request gets a 503
     assert me(idp.token()).status_code == 200
     assert idp.fetches["failed"] == 1 and idp.fetches["metadata"] == 1  # the retry succeeded
+
+
+def test_session_logins_keep_the_tenant_for_the_resolver():
+    from django.contrib.auth import login
+    from django.contrib.auth.models import User
+    from django.test import RequestFactory
+    from django_auth_adfs.signals import post_authenticate
+
+    from resilience.ratelimits import tenant
+
+    request = RequestFactory().get("/")
+    from django.contrib.sessions.backends.db import SessionStore
+
+    request.session = SessionStore()
+    from django.contrib.auth.models import AnonymousUser
+
+    request.user = AnonymousUser()  # as AuthenticationMiddleware leaves it before the login
+    user = User.objects.create_user("sso-user")
+    post_authenticate.send(sender=None, user=user, claims={"tid": "tenant-from-sso", "upn": "x"}, adfs_response=None)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    assert request.session["adfs_claims"] == {"tid": "tenant-from-sso"}
+    assert tenant(request) == "tenant-from-sso"
