@@ -16,7 +16,7 @@ class FaultProxy:
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.mode = "pass"  # "pass" | "delay" | "blackhole"
+        self.mode = "pass"  # "pass" | "delay" | "blackhole" | "mute"
         self.delay = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -35,6 +35,10 @@ class FaultProxy:
     def blackhole(self) -> None:
         """Accept connections and data, forward nothing, answer nothing."""
         self.mode = "blackhole"
+
+    def mute(self) -> None:
+        """Forward requests, drop every reply: the server acts, the client never hears back."""
+        self.mode = "mute"
 
     def heal(self) -> None:
         self.mode, self.delay = "pass", 0.0
@@ -75,7 +79,7 @@ class FaultProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
-                    if self.mode == "blackhole":
+                    if self.mode == "blackhole" or (self.mode == "mute" and sock is upstream):
                         continue
                     if self.mode == "delay":
                         time.sleep(self.delay)
