@@ -125,16 +125,11 @@ class LoginRateThrottle(ResilienceThrottle):
         username = _username(request, self.username_field)
         cooloff = cooloff_policy()
         extra = [(cooloff, _pair(username, address))] if cooloff is not None and username is not None else []
-        wanted = [
-            ("login", address),
-            ("login_global", "all"),
-            ("login_username", username),
-            ("login_pair", _pair(username, address)),
-        ]
+        wanted = [("login", address), ("login_global", "all")]
+        if username is not None:  # no username in the body: counted per address and globally only
+            wanted += [("login_username", username), ("login_pair", _pair(username, address))]
         pairs = []
         for scope, identity in wanted:
-            if identity is None or (scope != "login" and username is None and scope != "login_global"):
-                continue
             rule = self.rate_policy(scope)
             if rule is not None:
                 if rule.fail == "open":

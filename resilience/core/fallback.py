@@ -86,6 +86,13 @@ class FallbackChain:
         self.emit(Event("fallback", "default", self.policy.name, {"error": type(error).__name__}))
         return self.policy.default
 
+    def _answered(self, key: str | None, step: int, error: BaseException | None, value: Any) -> Any:
+        """A step answered: report a fallback step, keep the value for stale use, hand it back."""
+        if step:
+            self.emit(Event("fallback", "alternative", self.policy.name, {"step": step, "error": type(error).__name__}))
+        self._remember(key, value)
+        return value
+
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         key = self._key(args, kwargs)
         error: BaseException | None = None
@@ -95,10 +102,7 @@ class FallbackChain:
             except self.policy.on as exc:
                 error = exc
                 continue
-            if step:
-                self.emit(Event("fallback", "alternative", self.policy.name, {"step": step, "error": type(error).__name__}))
-            self._remember(key, value)
-            return value
+            return self._answered(key, step, error, value)
         assert error is not None
         return self._after_failure(key, error)
 
@@ -111,9 +115,6 @@ class FallbackChain:
             except self.policy.on as exc:
                 error = exc
                 continue
-            if step:
-                self.emit(Event("fallback", "alternative", self.policy.name, {"step": step, "error": type(error).__name__}))
-            self._remember(key, value)
-            return value
+            return self._answered(key, step, error, value)
         assert error is not None
         return self._after_failure(key, error)
