@@ -48,6 +48,13 @@ class BreakerHandle:
 
         return wrapper
 
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` through the breaker (defined here: ``__getattr__`` would cost a microsecond)."""
+        breaker = self._breaker
+        if breaker is None or self._version != breakers.version:
+            breaker = self.breaker
+        return breaker.call(fn, *args, **kwargs)
+
     def __enter__(self) -> CircuitBreaker:
         breaker = self.breaker
         breaker.__enter__()

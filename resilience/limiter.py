@@ -29,6 +29,7 @@ FAIL_MODES = ("open", "closed", "local")
 _RATE = re.compile(r"^\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*([smhd])[a-z]*\s*(?:;\s*burst\s*=\s*([0-9]{1,9})\s*)?$", re.IGNORECASE)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 HASH_TAG = "{rl}"
+KEY_SCHEMA = "rl2"  # values are µs since the Unix epoch; "rl" held seconds since 2023, never to be read as µs
 REDIS_BREAKER = "redis:ratelimit"
 CLOSED_RETRY_AFTER = 1.0  # seconds a fail-closed refusal asks the client to wait
 
@@ -41,12 +42,11 @@ class RatePolicy:
     burst: int
     fail: str = "open"
     shadow: bool = False
-    wire: tuple[str, str] = field(init=False, repr=False, compare=False)  # (interval, tolerance) for the script
+    wire: tuple[int, int] = field(init=False, repr=False, compare=False)  # (T, τ) in µs, as ``Limit.wire``
 
     def __post_init__(self) -> None:
-        Limit("check", self.rate, self.period, self.burst, 0, self.name)  # validates once, with the policy's name
-        interval = self.period / self.rate
-        object.__setattr__(self, "wire", (repr(interval), repr(self.burst * interval)))
+        checked = Limit("check", self.rate, self.period, self.burst, 0, self.name)  # validates once, with the policy's name
+        object.__setattr__(self, "wire", checked.wire)
 
     def limit(self, identity: str, prefix: str, cost: int = 1) -> Limit:
         key = storage_key(prefix, self.name, identity)
@@ -88,10 +88,11 @@ def normalise(identity: str) -> str:
     return unicodedata.normalize("NFKC", identity).casefold().strip()
 
 
+@functools.lru_cache(maxsize=8192)  # a request's identities recur; hashing costs more than the lookup
 def storage_key(prefix: str, policy_name: str, identity: str) -> str:
     """Client input never reaches Redis as is: it is normalised and hashed into the key."""
     digest = hashlib.sha256(normalise(identity).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"{prefix}:rl:{HASH_TAG}:{_name_hash(policy_name)}:{digest}"
+    return f"{prefix}:{KEY_SCHEMA}:{HASH_TAG}:{_name_hash(policy_name)}:{digest}"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -36,6 +36,14 @@ def test_policy_options_are_validated():
         policy("ip", {"rate": "1/s", "burts": 3}, "x")
 
 
+@pytest.mark.parametrize(
+    ("rate", "message"), [("2000000/s", "finer than one request per microsecond"), ("1/d;burst=400", "lasts over 366 days")]
+)
+def test_rates_the_microsecond_grid_cannot_hold_are_a_clear_error(rate, message):
+    with pytest.raises(ConfigurationError, match=f"rate limit 'ip': .*{message}"):
+        policy("ip", rate, 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["ip"]')
+
+
 @pytest.mark.parametrize("identity", ["ÄLICE", "älice", " Älice ", "ÄLİCE".replace("İ", "I"), "Ä" + "lice"])
 def test_usernames_are_case_and_unicode_folded(identity):
     assert normalise(identity) == "älice"
@@ -44,7 +52,7 @@ def test_usernames_are_case_and_unicode_folded(identity):
 @pytest.mark.parametrize("identity", ["a:b", "*", "{tag}", "line\nbreak", "x" * 10_000, "ünï", "\x00"])
 def test_keys_from_hostile_identities_are_short_hashed_and_share_one_hash_tag(identity):
     key = storage_key("pfx", "tenant", identity)
-    assert key.startswith("pfx:rl:{rl}:") and key.count("{") == 1 and len(key) < 80
+    assert key.startswith("pfx:rl2:{rl}:") and key.count("{") == 1 and len(key) < 80
     assert "\n" not in key and identity not in key
 
 
@@ -88,7 +96,7 @@ def test_decisions_go_back_to_redis_within_two_seconds_of_recovery(own_redis, te
 
     def counted_in_redis():
         limiter.hit([(rule, "198.51.100.9")], "t")
-        return bool(list(probe.scan_iter("t:rl:*")))
+        return bool(list(probe.scan_iter("t:rl2:*")))
 
     assert wait_for(counted_in_redis, timeout=3.0)
     assert time.monotonic() - back < 2.0

@@ -5,6 +5,11 @@ is allowed by a limit when ``max(tat, now) + c·T - τ <= now``, where ``T = per
 emission interval and ``τ = burst · T`` the tolerance. A request is admitted only if every limit
 allows it; then every limit's TAT advances. A rejected request consumes nothing anywhere.
 The Redis engine runs the same rule in ``storage/lua/ratelimit.lua``.
+
+``T`` and ``τ`` are whole microseconds (``Limit.wire``), as Redis's ``TIME`` is: both engines then
+step on the same grid, and the script never formats a fraction. ``T`` is ``period / rate`` rounded
+to the microsecond (a rate of 3/s is 3.000003/s); rates finer than one request per microsecond are
+refused, and so is a tolerance over 366 days, which keeps every time exact in a double.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import math
 from dataclasses import dataclass, field
 
 from ..exceptions import ConfigurationError
+
+MICROS = 1_000_000
+MAX_TOLERANCE = 366 * 86_400 * MICROS  # µs; with now + τ below 2^53, a double holds every time exactly
 
 
 @dataclass(frozen=True)
@@ -25,22 +33,13 @@ class Limit:
     burst: int
     cost: int = 1
     policy: str = ""  # for headers and events: "ip", "tenant", "login:user", ...
-    wire: tuple[str, str] | None = field(default=None, compare=False, repr=False)  # (interval, tolerance) as sent to Redis
+    wire: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)  # (T, τ) in whole µs, set from the rest
 
     @classmethod
-    def trusted(cls, key: str, rate: int, period: float, burst: int, cost: int, policy: str, wire: tuple[str, str]) -> Limit:
+    def trusted(cls, key: str, rate: int, period: float, burst: int, cost: int, policy: str, wire: tuple[int, int]) -> Limit:
         """A limit from an already validated policy, without the checks (built for every request)."""
         limit = object.__new__(cls)
-        for name, value in (
-            ("key", key),
-            ("rate", rate),
-            ("period", period),
-            ("burst", burst),
-            ("cost", cost),
-            ("policy", policy),
-            ("wire", wire),
-        ):
-            object.__setattr__(limit, name, value)
+        limit.__dict__.update(key=key, rate=rate, period=period, burst=burst, cost=cost, policy=policy, wire=wire)
         return limit
 
     def __post_init__(self) -> None:
@@ -52,14 +51,27 @@ class Limit:
             raise ConfigurationError(f"rate limit {self.policy!r}: burst must be a whole number from 1, got {self.burst!r}")
         if isinstance(self.cost, bool) or not isinstance(self.cost, int) or not 0 <= self.cost <= self.burst:
             raise ConfigurationError(f"rate limit {self.policy!r}: cost must be 0 to burst ({self.burst}), got {self.cost!r}")
+        object.__setattr__(self, "wire", micros(self.rate, self.period, self.burst, self.policy))
 
     @property
     def interval(self) -> float:
-        return self.period / self.rate
+        """``T`` in seconds: ``period / rate`` on the microsecond grid."""
+        return self.wire[0] / MICROS
 
     @property
     def tolerance(self) -> float:
-        return self.burst * self.interval
+        """``τ`` in seconds: ``burst · T``."""
+        return self.wire[1] / MICROS
+
+
+def micros(rate: int, period: float, burst: int, policy: str = "") -> tuple[int, int]:
+    """(``T``, ``τ``) in whole microseconds for an already type-checked rate, period and burst."""
+    interval = round(period * MICROS / rate)
+    if interval < 1:
+        raise ConfigurationError(f"rate limit {policy!r}: {rate} per {period:g} s is finer than one request per microsecond")
+    if burst * interval > MAX_TOLERANCE:
+        raise ConfigurationError(f"rate limit {policy!r}: burst {burst} at {rate} per {period:g} s lasts over 366 days")
+    return interval, burst * interval
 
 
 @dataclass(frozen=True)

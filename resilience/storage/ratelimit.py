@@ -13,9 +13,8 @@ from typing import Any
 
 import redis
 
-from ..core.gcra import Decision, Limit, decide, ttl
-
-LUA_EPOCH = 1_700_000_000  # the scripts keep times relative to this (microsecond precision with tostring)
+from ..core.gcra import MICROS, Decision, Limit, decide, ttl
+from .fastscript import FastScript
 
 
 class MemoryRateLimitStore:
@@ -70,32 +69,31 @@ class MemoryRateLimitStore:
 
 
 class RedisRateLimitStore:
-    """One Lua script per decision (one round trip), on Redis's clock; errors propagate to the limiter."""
+    """One Lua script per decision (one round trip), on Redis's clock; errors propagate to the limiter.
+    Times cross the wire as whole microseconds since the Unix epoch."""
 
     def __init__(self, client: redis.Redis) -> None:
         folder = resources.files(__package__) / "lua"
         self._client = client
-        self._script = client.register_script((folder / "ratelimit.lua").read_text())
-        self._penalty = client.register_script((folder / "login_failure.lua").read_text())
+        self._script = FastScript(client, (folder / "ratelimit.lua").read_text())
+        self._penalty = FastScript(client, (folder / "login_failure.lua").read_text())
 
     def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:
-        args: list[str | int | float] = [repr(limit.interval), limit.burst, window, max_wait]
-        return int(self._penalty(keys=[limit.key, counter_key], args=args))
+        return int(self._penalty([limit.key, counter_key], [limit.wire[0], limit.burst, window, round(max_wait * MICROS)]))
 
     def forget(self, *keys: str) -> None:
         self._client.delete(*keys)
 
     def hit(self, limits: list[Limit], peek: bool = False) -> Decision:
-        argv: list[Any] = []
+        args: list[int] = []
         for limit in limits:
-            interval, tolerance = limit.wire or (repr(limit.interval), repr(limit.tolerance))
-            argv += (interval, tolerance, limit.cost)
-        argv.append(1 if peek else 0)
-        keys = [limit.key for limit in limits]
-        try:  # evalsha directly: redis-py's Script wrapper costs ~1.7 us more per call
-            reply = self._client.evalsha(self._script.sha, len(keys), *keys, *argv)
-        except redis.exceptions.NoScriptError:
-            reply = self._script(keys=keys, args=argv)  # loads the script, then runs it
-        tats = [float(v) + LUA_EPOCH if v else None for v in reply[2:]]
+            interval, tolerance = limit.wire
+            args += (limit.cost * interval, tolerance)
+        args.append(1 if peek else 0)
+        reply = self._script([limit.key for limit in limits], args)
         # the script's verdict is authoritative; per-limit states are computed if someone reads them
-        return Decision(bool(reply[0]), None, (limits, tats, float(reply[1]) + LUA_EPOCH))
+        return Decision(reply[0] == 1, None, (limits, [tat / MICROS if tat else None for tat in reply[2:]], reply[1] / MICROS))
+
+    def close(self) -> None:
+        self._script.close()
+        self._penalty.close()

@@ -49,3 +49,22 @@ def test_costs_weigh_requests():
 def test_malformed_limits_are_refused(bad):
     with pytest.raises(ConfigurationError, match="rate limit 'p'"):
         limit(**bad)
+
+
+def test_intervals_are_whole_microseconds_shared_by_both_engines():
+    assert limit(rate=3, period=1.0, burst=3).wire == (333_333, 999_999)  # 3/s is 3.000003/s
+    assert limit(rate=3, period=1.0, burst=3).interval == 0.333333
+    assert Limit("k", 1_000_000, 60.0, 1_000_000).wire == (60, 60_000_000)
+
+
+@pytest.mark.parametrize(
+    ("rate", "period", "burst", "message"),
+    [
+        (2_000_000, 1.0, 1, "finer than one request per microsecond"),
+        (1, 366 * 86_400.0, 2, "lasts over 366 days"),
+        (10, 60.0, 10 * 527_041, "lasts over 366 days"),
+    ],
+)
+def test_limits_the_microsecond_grid_cannot_hold_exactly_are_refused(rate, period, burst, message):
+    with pytest.raises(ConfigurationError, match=message):
+        Limit("k", rate, period, burst, 0, "p")

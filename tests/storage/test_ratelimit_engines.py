@@ -92,3 +92,18 @@ def test_memory_engine_stays_bounded():
     for n in range(1_000):
         memory.hit([Limit(f"k{n}", 1, 3600.0, 1)])
     assert len(memory) <= 100
+
+
+def test_tats_are_stored_as_whole_microseconds_of_the_redis_clock(store, key_prefix, test_redis):
+    limit = Limit(f"{key_prefix}:{{rl}}:us", 10, 1.0, 10)  # T = 100,000 µs
+    store.hit([limit])
+    seconds, micros = test_redis.time()
+    stored = int(test_redis.get(limit.key))  # a fraction or an exponent would not parse
+    assert 0 < stored - (seconds * 1_000_000 + micros) <= 100_000
+
+
+@pytest.mark.parametrize("junk", [b"not a number", b"95717471.855722", b"", b"\xff\xfe"])
+def test_junk_in_a_key_counts_as_no_state_not_as_an_error(store, key_prefix, test_redis, junk):
+    limit = Limit(f"{key_prefix}:{{rl}}:junk", 2, 60.0, 2)
+    test_redis.set(limit.key, junk)
+    assert [store.hit([limit]).allowed for _ in range(3)] == [True, True, False]

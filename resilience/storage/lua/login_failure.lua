@@ -1,9 +1,10 @@
 -- One failed login for a (username, address) pair: count it, and push the pair's cool-off TAT
 -- forward by interval * 2^(failures beyond the threshold) - so waits double with each failure.
 -- KEYS[1] cool-off TAT (checked by ratelimit.lua at cost 0), KEYS[2] failure count (same hash tag)
--- ARGV: 1 interval (s), 2 threshold (failures admitted freely), 3 count window (s), 4 max wait (s)
+-- ARGV: 1 interval (us), 2 threshold (failures admitted freely), 3 count window (s), 4 max wait (us)
+-- Times are whole microseconds since the Unix epoch, as in ratelimit.lua.
 local t = redis.call('TIME')
-local now = (tonumber(t[1]) - 1700000000) + tonumber(t[2]) / 1000000  -- the epoch of ratelimit.lua
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, threshold = tonumber(ARGV[1]), tonumber(ARGV[2])
 local failures = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
@@ -11,5 +12,5 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local step = interval * 2 ^ math.min(math.max(failures - threshold, 0), 30)
 tat = math.min(tat + step, now + threshold * interval + tonumber(ARGV[4]))
-redis.call('SET', KEYS[1], tostring(tat), 'PX', math.max(math.ceil((tat - now) * 1000), 1000))
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.max(math.ceil((tat - now) / 1000), 1000))
 return failures
