@@ -29,6 +29,7 @@ FAIL_MODES = ("open", "closed", "local")
 _RATE = re.compile(r"^\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*([smhd])[a-z]*\s*(?:;\s*burst\s*=\s*([0-9]{1,9})\s*)?$", re.IGNORECASE)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 HASH_TAG = "{rl}"
+CACHED_IDENTITY = 256  # storage keys of longer identities (hostile usernames) are hashed every time, never kept
 KEY_SCHEMA = "rl2"  # values are µs since the Unix epoch; "rl" held seconds since 2023, never to be read as µs
 REDIS_BREAKER = "redis:ratelimit"
 CLOSED_RETRY_AFTER = 1.0  # seconds a fail-closed refusal asks the client to wait
@@ -88,9 +89,19 @@ def normalise(identity: str) -> str:
     return unicodedata.normalize("NFKC", identity).casefold().strip()
 
 
-@functools.lru_cache(maxsize=8192)  # a request's identities recur; hashing costs more than the lookup
 def storage_key(prefix: str, policy_name: str, identity: str) -> str:
     """Client input never reaches Redis as is: it is normalised and hashed into the key."""
+    if len(identity) <= CACHED_IDENTITY:
+        return _cached_key(prefix, policy_name, identity)
+    return _key(prefix, policy_name, identity)
+
+
+@functools.lru_cache(maxsize=8192)  # a client's identities recur; hashing costs more than the lookup
+def _cached_key(prefix: str, policy_name: str, identity: str) -> str:
+    return _key(prefix, policy_name, identity)
+
+
+def _key(prefix: str, policy_name: str, identity: str) -> str:
     digest = hashlib.sha256(normalise(identity).encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{prefix}:{KEY_SCHEMA}:{HASH_TAG}:{_name_hash(policy_name)}:{digest}"
 

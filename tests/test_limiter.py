@@ -109,3 +109,11 @@ def test_shadow_policies_report_but_never_refuse(own_redis, caplog):
         answers = [limiter.hit([(rule, "198.51.100.9")], "t").allowed for _ in range(3)]
     assert answers == [True, True, True]
     assert any("ratelimit shadow_rejected" in r.getMessage() for r in caplog.records)
+
+
+def test_long_hostile_identities_are_hashed_but_never_kept_in_the_key_cache():
+    from resilience.limiter import _cached_key
+
+    before = _cached_key.cache_info().currsize
+    assert storage_key("pfx", "login:user", "x" * 10_000) == storage_key("pfx", "login:user", "X" * 10_000)
+    assert _cached_key.cache_info().currsize == before
