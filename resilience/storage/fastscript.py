@@ -3,8 +3,8 @@
 redis-py 8 spends more Python on each command (a pool lock, a ``poll()`` on the pooled
 connection, observability hooks, a retry wrapper) than a round trip to a nearby Redis takes. A
 rate-limit decision should cost about one round trip, so its script goes out here as bytes packed
-in one go, on a connection the calling thread owns: one ``sendall``, one read. The connection is
-built from the client's own pool settings (address, TLS, password, database, timeouts, RESP
+in one go, on an idle connection taken from a lock-free stack: one ``sendall``, one read. Connections
+are built from the client's own pool settings (address, TLS, password, database, timeouts, RESP
 version, health checks); a client this cannot reproduce (a cluster, Sentinel or another pool
 class, a single-connection client) goes through redis-py's normal ``evalsha``.
 """
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,8 +44,8 @@ class FastScript:
         self._head = f"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n{self.sha}\r\n$%d\r\n%d\r\n"  # argc, len(numkeys), numkeys
         self._pieces: dict[int | str, str] = {}
         self._factory = _connection_factory(client)
-        self._local = threading.local()
-        self._open: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()  # for close(); threads own them
+        self._idle: deque[AbstractConnection] = deque()  # append/pop are atomic: no lock on the hot path
+        self._forks = _forks
 
     def __call__(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         if self._factory is None:
@@ -64,24 +63,31 @@ class FastScript:
                     pieces[arg] = piece
             parts.append(piece)
         command = ("".join(parts).encode(),)
-        connection = self._connection()
+        connection = self._take()
         try:
-            connection.send_packed_command(command)  # redis-py disconnects on any error but a reply error
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it, once
-            self._client.script_load(self._source)
             connection.send_packed_command(command)
-            return connection.read_response()
+            try:
+                return connection.read_response()
+            except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it, once
+                self._client.script_load(self._source)
+                connection.send_packed_command(command)
+                return connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise  # the reply was read whole: the connection is clean
+        except BaseException:
+            connection.disconnect()  # a reply may still be on its way: never let another call read it
+            raise
+        finally:
+            self._idle.append(connection)
 
-    def _connection(self) -> AbstractConnection:
-        mine = getattr(self._local, "connection", None)
-        if mine is not None and mine[0] == _forks:
-            return mine[1]  # type: ignore[no-any-return]
-        assert self._factory is not None
-        connection = self._factory()
-        self._local.connection = (_forks, connection)
-        self._open.add(connection)
-        return connection
+    def _take(self) -> AbstractConnection:
+        if self._forks != _forks:  # in a forked child: the parent's sockets are not ours to use or close
+            self._idle, self._forks = deque(), _forks
+        try:
+            return self._idle.pop()
+        except IndexError:
+            assert self._factory is not None
+            return self._factory()
 
     def _through_client(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         try:
@@ -91,8 +97,8 @@ class FastScript:
             return self._client.evalsha(self.sha, len(keys), *keys, *args)
 
     def close(self) -> None:
-        """Close every thread's connection (each reconnects on its next call)."""
-        for connection in list(self._open):
+        """Close the idle connections (they reconnect when next used)."""
+        for connection in list(self._idle):
             connection.disconnect()
 
 

@@ -17,14 +17,11 @@ ECHO = "return 1"
 FORK = multiprocessing.get_context("fork")
 
 
-def local_port(script: FastScript) -> int:
-    """This thread's connection, told apart by its local TCP port (CLIENT ID is not allowed in scripts)."""
-    return script._local.connection[1]._sock.getsockname()[1]
-
-
 def call_and_tell_port(script: FastScript) -> int:
+    """One call, then the local TCP port of the connection it used (CLIENT ID is not allowed in scripts):
+    with no other caller, that connection is the one back on top of the idle stack."""
     assert script(["k"], [1, 2]) == 1
-    return local_port(script)
+    return script._idle[-1]._sock.getsockname()[1]
 
 
 def test_a_script_answers_as_redis_pys_evalsha_does(test_redis, key_prefix):
@@ -42,20 +39,33 @@ def test_many_keys_and_arguments_are_packed_right(test_redis, key_prefix):
     assert script(keys, list(range(25))) == [12, 25, keys[-1].encode(), b"24"]
 
 
-def test_each_thread_has_its_own_connection_and_keeps_it(test_redis):
-    script = FastScript(test_redis, ECHO)
-    ids: list[int] = []
+def test_concurrent_callers_never_share_a_connection_and_idle_ones_are_reused(test_redis):
+    script = FastScript(test_redis, "return ARGV[1]")
+    wrong: list[tuple[str, bytes]] = []
+    go = threading.Barrier(8)
 
-    def run() -> None:
-        ids.extend(call_and_tell_port(script) for _ in range(3))
+    def run(name: str) -> None:
+        go.wait()
+        for i in range(200):
+            asked = f"{name}-{i}"
+            answer = script([], [asked])
+            if answer != asked.encode():
+                wrong.append((asked, answer))
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
+    threads = [threading.Thread(target=run, args=(f"t{n}",)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(ids) == 9 and len(set(ids)) == 3
-    assert all(ids.count(i) == 3 for i in set(ids))  # one connection per thread, reused for every call
+    assert wrong == []  # 1,600 calls, each answered with its own reply
+    assert 1 <= len(script._idle) <= 8  # at most one connection per concurrent caller
+
+    before = len(script._idle)
+    later = [threading.Thread(target=script, args=([], ["x"])) for _ in range(5)]
+    for t in later:  # short-lived threads one after another (a thread per request) open nothing new
+        t.start()
+        t.join()
+    assert len(script._idle) == before
 
 
 def _child_client_id(script: FastScript, out: "multiprocessing.Queue[int]") -> None:
@@ -135,5 +145,5 @@ def test_close_disconnects_every_thread_and_the_next_call_reconnects(test_redis)
     script = FastScript(test_redis, ECHO)
     call_and_tell_port(script)
     script.close()
-    assert script._local.connection[1]._sock is None
+    assert all(connection._sock is None for connection in script._idle)
     assert call_and_tell_port(script) > 0  # connected again
