@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     pyb_client = redis.Redis.from_url(args.redis_url)  # bytes replies: pybreaker decodes them itself
     ours_client = redis.Redis.from_url(args.redis_url, socket_timeout=0.1, socket_connect_timeout=0.1)
     info_client = redis.Redis.from_url(args.redis_url, socket_timeout=2)
-    try:
-        info_client.ping()
-    except (redis.RedisError, OSError) as exc:
-        print(f"Redis at {args.redis_url} is not reachable ({type(exc).__name__}); cannot compare.", file=sys.stderr)
+    if not harness.reachable(info_client, args.redis_url):
         return 2
 
     store: RedisBreakerStore | None = None

@@ -10,6 +10,7 @@ import functools
 import gc
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -127,3 +128,13 @@ def table(headers: list[str], rows: list[list[str]], align: str) -> str:
 
     rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else "-" * (w + 2) for w, a in columns) + "|"
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def reachable(client: Any, url: str) -> bool:
+    """True when Redis answers a PING; otherwise says why the benchmark cannot compare (exit code 2)."""
+    try:
+        client.ping()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure to reach Redis ends the run the same way
+        print(f"Redis at {url} is not reachable ({type(exc).__name__}); cannot compare.", file=sys.stderr)
+        return False

@@ -603,10 +603,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prefix = f"bench-ratelimit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     admin = redis.Redis(**_redis_args(args.redis_url), socket_timeout=5)
-    try:
-        admin.ping()
-    except (redis.RedisError, OSError) as exc:
-        print(f"Redis at {args.redis_url} is not reachable ({type(exc).__name__}); cannot compare.", file=sys.stderr)
+    if not harness.reachable(admin, args.redis_url):
         return 2
 
     bench: Bench | None = None
