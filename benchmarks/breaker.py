@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ if str(ROOT) not in sys.path:
 
 import pybreaker  # noqa: E402
 import redis  # noqa: E402
-from redis.connection import AbstractConnection  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from resilience.core.breaker import CircuitBreaker  # noqa: E402
@@ -62,34 +60,6 @@ SLOW = 20  # first calibration batch for a variant doing network I/O on every ca
 
 
 # -- Redis round trips -------------------------------------------------------------------------
-class _SendCounter:
-    """Counts packets (one per command or pipeline) this process sends to Redis, while active.
-
-    Sends from the calling thread are the per-call round trips; sends from other threads are
-    resilience's background sync, which runs on a timer whatever the call rate.
-    """
-
-    def __init__(self) -> None:
-        self.caller = self.background = 0
-        self._original = AbstractConnection.send_packed_command
-
-    def __enter__(self) -> _SendCounter:
-        original, caller = self._original, threading.get_ident()
-
-        def counting(conn: AbstractConnection, command: Any, check_health: bool = True) -> None:
-            if threading.get_ident() == caller:
-                self.caller += 1
-            else:
-                self.background += 1
-            original(conn, command, check_health)
-
-        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
-
-
 def _command_counts(info_client: redis.Redis) -> dict[str, int]:
     stats = info_client.info("commandstats")
     return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
@@ -99,7 +69,7 @@ def round_trips(variant: Variant, info_client: redis.Redis, calls: int) -> dict[
     """Server-side commands (INFO commandstats deltas, minus INFO itself) and client-side sends."""
     variant.loop(10)  # connection checked out and warm
     before = _command_counts(info_client)
-    with _SendCounter() as sent:
+    with harness.SendCounter() as sent:
         start = time.perf_counter()
         variant.loop(calls)
         elapsed = time.perf_counter() - start

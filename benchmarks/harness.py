@@ -1,4 +1,5 @@
-"""Timing harness shared by the benchmark scripts: GC-paused batches, calibrated interleaved rounds, Markdown tables.
+"""Timing harness shared by the benchmark scripts: GC-paused batches, calibrated interleaved rounds, Markdown tables,
+and a counter of what goes to Redis.
 
 The machine may be shared and noisy, so the scripts time every variant in the same process, in
 rounds whose order rotates, and report medians; nothing here prints.
@@ -11,7 +12,9 @@ import gc
 import itertools
 import statistics
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -138,3 +141,40 @@ def reachable(client: Any, url: str) -> bool:
     except Exception as exc:  # noqa: BLE001 - any failure to reach Redis ends the run the same way
         print(f"Redis at {url} is not reachable ({type(exc).__name__}); cannot compare.", file=sys.stderr)
         return False
+
+
+class SendCounter:
+    """Counts what this process sends to Redis while active, where it leaves redis-py for the socket
+    (redis-py's command path and ``FastScript`` both end there): the calling thread's packets by
+    command name (one per command or pipeline: a round trip each), and other threads' packets
+    (resilience's background sync, which runs on a timer whatever the call rate)."""
+
+    def __init__(self) -> None:
+        from redis.connection import AbstractConnection
+
+        self.commands: Counter[str] = Counter()
+        self.background = 0
+        self._cls = AbstractConnection
+        self._original = AbstractConnection.send_packed_command
+
+    @property
+    def caller(self) -> int:
+        return sum(self.commands.values())
+
+    def __enter__(self) -> SendCounter:
+        original, caller, commands = self._original, threading.get_ident(), self.commands
+
+        def counting(connection: Any, command: Any, *args: Any, **options: Any) -> Any:
+            if threading.get_ident() == caller:
+                first = command if isinstance(command, (bytes, str)) else next(iter(command))
+                first = first.encode() if isinstance(first, str) else bytes(first)
+                commands[first.split(b"\r\n")[2].decode().upper()] += 1  # *<n>, $<len>, NAME
+            else:
+                self.background += 1
+            return original(connection, command, *args, **options)
+
+        self._cls.send_packed_command = counting
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cls.send_packed_command = self._original

@@ -59,7 +59,6 @@ from limits.strategies import (  # noqa: E402
     RateLimiter,
     SlidingWindowCounterRateLimiter,
 )
-from redis.connection import AbstractConnection  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from resilience.core.gcra import Limit  # noqa: E402
@@ -324,31 +323,6 @@ def cycling(decide: Decide, idents: list[Ident]) -> Callable[[int], Any]:
     return run
 
 
-class CommandCounter:
-    """Counts the commands this thread sends, by name, where they leave redis-py for the socket (redis-py's
-    own command path and ``FastScript`` both end there); each is one round trip here: no pipelines."""
-
-    def __init__(self) -> None:
-        self.commands: Counter[str] = Counter()
-        self._original = AbstractConnection.send_packed_command
-
-    def __enter__(self) -> CommandCounter:
-        original, caller, commands = self._original, threading.get_ident(), self.commands
-
-        def counting(connection: AbstractConnection, command: Any, *args: Any, **options: Any) -> Any:
-            if threading.get_ident() == caller:
-                first = command if isinstance(command, (bytes, str)) else next(iter(command))
-                first = first.encode() if isinstance(first, str) else bytes(first)
-                commands[first.split(b"\r\n")[2].decode().upper()] += 1  # *<n>, $<len>, NAME
-            return original(connection, command, *args, **options)
-
-        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
-
-
 @dataclass
 class Traffic:
     """What ``decisions`` decisions cost: commands this thread sent, its CPU time, and the Redis server's
@@ -381,7 +355,7 @@ def latency(bench: Bench, rounds: int, target_s: float, counted: int) -> tuple[d
     for kind, v in variants.items():
         v.loop(20)
         server = server_usec(bench.ping_client)
-        with CommandCounter() as counter:
+        with harness.SendCounter() as counter:
             cpu = time.thread_time_ns()
             v.loop(counted)
             cpu = time.thread_time_ns() - cpu
