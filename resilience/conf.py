@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.db.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
     "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.entra
+    "SIGNING_KEY": None,  # HMAC key sealing shared values read back from Redis; None: derived from SECRET_KEY
 }
 ROOT = "RESILIENCE"
 _listeners: list[Callable[[], None]] = []
@@ -92,6 +93,9 @@ class ResilienceSettings:
             raise ConfigurationError(
                 f'{ROOT}["DATABASE_REPLICAS"] must map primary aliases to lists of replica aliases, got {replicas!r}'
             )
+        signing_key = values["SIGNING_KEY"]
+        if signing_key is not None and (not isinstance(signing_key, str) or len(signing_key) < 32):
+            raise ConfigurationError(f'{ROOT}["SIGNING_KEY"] must be None or a string of at least 32 characters')
         metrics = values["METRICS"]
         if not isinstance(metrics, dict) or not isinstance(metrics.get("SINKS", []), (list, tuple)):
             raise ConfigurationError(f'{ROOT}["METRICS"] must be a dict with a list "SINKS", got {metrics!r}')
