@@ -36,9 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.db.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
     "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.entra
+    "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
+    "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
     "SIGNING_KEY": None,  # HMAC key sealing shared values read back from Redis; None: derived from SECRET_KEY
 }
 ROOT = "RESILIENCE"
+TIMEOUT_HEADER_MODES = ("trusted_proxies", "any", "none")
 _listeners: list[Callable[[], None]] = []
 
 
@@ -93,6 +96,12 @@ class ResilienceSettings:
             raise ConfigurationError(
                 f'{ROOT}["DATABASE_REPLICAS"] must map primary aliases to lists of replica aliases, got {replicas!r}'
             )
+        if values["TIMEOUT_HEADERS"] not in TIMEOUT_HEADER_MODES:
+            raise ConfigurationError(
+                f'{ROOT}["TIMEOUT_HEADERS"] must be one of {", ".join(map(repr, TIMEOUT_HEADER_MODES))}, '
+                f"got {values['TIMEOUT_HEADERS']!r}"
+            )
+        _positive("TIMEOUT_HEADER_FLOOR", values["TIMEOUT_HEADER_FLOOR"], 60)
         signing_key = values["SIGNING_KEY"]
         if signing_key is not None and (not isinstance(signing_key, str) or len(signing_key) < 32):
             raise ConfigurationError(f'{ROOT}["SIGNING_KEY"] must be None or a string of at least 32 characters')

@@ -61,8 +61,24 @@ def _caller_timeout(request: HttpRequest) -> float | None:
     return seconds
 
 
+def _may_shorten(request: HttpRequest) -> bool:
+    """``TIMEOUT_HEADERS``: whose timeout headers are believed. By default only a peer in
+    ``TRUSTED_PROXIES``; a short deadline can never open a shared breaker either way (see
+    ``core.breaker.cut_by_deadline``), but it should not let a stranger make the server give up work."""
+    mode = resilience_settings.TIMEOUT_HEADERS
+    if mode != "trusted_proxies":
+        return mode == "any"
+    from .ratelimits import peer_is_trusted
+
+    return peer_is_trusted(request)
+
+
 def _timeout(route: Route, request: HttpRequest) -> float | None:
-    caller = _caller_timeout(request) if route.trust_timeout_header else None
+    caller = None
+    if route.trust_timeout_header and ("HTTP_X_REQUEST_TIMEOUT" in request.META or "HTTP_GRPC_TIMEOUT" in request.META):
+        caller = _caller_timeout(request) if _may_shorten(request) else None
+        if caller is not None:
+            caller = max(caller, resilience_settings.TIMEOUT_HEADER_FLOOR)
     if route.timeout is None:
         return caller
     return route.timeout if caller is None else min(caller, route.timeout)

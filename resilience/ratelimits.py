@@ -16,7 +16,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.module_loading import import_string
 
 from .conf import on_reload, resilience_settings
-from .core.client_ip import IPNetwork, client_ip, client_key, parse_networks
+from .core.client_ip import IPNetwork, client_ip, client_key, is_trusted, parse_ip, parse_networks
 from .core.gcra import Decision
 from .core.validation import reject_unknown_keys
 from .exceptions import ConfigurationError
@@ -66,6 +66,12 @@ on_reload(_state.clear)
 
 def trusted_proxies() -> tuple[IPNetwork, ...]:
     return _settings()["trusted"]  # type: ignore[no-any-return]
+
+
+def peer_is_trusted(request: HttpRequest) -> bool:
+    """True when the request's immediate peer (``REMOTE_ADDR``) is in ``TRUSTED_PROXIES``."""
+    peer = parse_ip(request.META.get("REMOTE_ADDR") or "")
+    return peer is not None and is_trusted(peer, trusted_proxies())
 
 
 def client(request: HttpRequest) -> str:

@@ -13,6 +13,7 @@ DATABASES = {
         "PORT": os.environ.get("TEST_PG_PORT", "5432"),
     }
 }
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken"]  # noqa: F405 - DRF's ObtainAuthToken in the login tests
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": TEST_REDIS_URL}}
 RESILIENCE = {"REDIS": None, "HISTORY": False}

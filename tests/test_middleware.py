@@ -30,7 +30,7 @@ ROUTES = [
 def wired(settings):
     settings.ROOT_URLCONF = "tests.urls"
     settings.MIDDLEWARE = MIDDLEWARE
-    settings.RESILIENCE = {"HISTORY": False, "ROUTES": ROUTES}
+    settings.RESILIENCE = {"HISTORY": False, "ROUTES": ROUTES, "TRUSTED_PROXIES": ["127.0.0.1/32"]}  # the test client's peer
 
 
 def left(response):
@@ -74,7 +74,11 @@ def test_hostile_timeout_headers_are_ignored_and_the_route_applies(value):
 
 
 def test_a_route_can_refuse_to_trust_the_callers_header(settings):
-    settings.RESILIENCE = {"HISTORY": False, "ROUTES": [{"path": "/report/", "timeout": 5, "trust_timeout_header": False}]}
+    settings.RESILIENCE = {
+        "HISTORY": False,
+        "ROUTES": [{"path": "/report/", "timeout": 5, "trust_timeout_header": False}],
+        "TRUSTED_PROXIES": ["127.0.0.1/32"],
+    }
     assert left(Client().get("/report/", HTTP_X_REQUEST_TIMEOUT="0.5")) > 4
 
 

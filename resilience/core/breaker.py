@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..exceptions import CallTimeout, CircuitOpenError
+from ..exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
 from .breaker_config import BreakerConfig
 from .breaker_state import Outcome, State, StateView
 from .clock import SYSTEM_CLOCK, Clock
+from .deadline import remaining
 from .event import Event, EventSink, discard
 from .windows import CountWindow, TimeWindow, Window, WindowSnapshot
 from .wrapping import decorate
@@ -138,10 +139,18 @@ class CircuitBreaker:
         self._emit(Event("breaker", "rejected", self.name, {"state": view.state.value, "retry_after": retry}))
         raise CircuitOpenError(self.name, retry, view.state.value)
 
-    def _outcome(self, exc: BaseException | None) -> Outcome:
+    def _outcome(self, exc: BaseException | None, started: float) -> Outcome:
         if exc is None:
             return _SUCCESS
         if isinstance(exc, _CANCELLED) or (self.config.ignore and isinstance(exc, self.config.ignore)):
+            return _CANCEL
+        if not isinstance(exc, CallTimeout) and cut_by_deadline(exc):
+            # The caller's deadline ended the call: no evidence against the dependency, or a caller
+            # with a short X-Request-Timeout could open a shared breaker for everyone. It counts only
+            # as slow, and only if it had already run for ``slow_call`` (``_record`` times a success).
+            slow_call = self.config.slow_call
+            if slow_call is not None and self._clock.monotonic() - started >= slow_call:
+                return _SUCCESS
             return _CANCEL
         return _FAILURE
 
@@ -173,7 +182,7 @@ class CircuitBreaker:
         if ticket.done:
             return
         ticket.done = True
-        outcome = self._outcome(exc)
+        outcome = self._outcome(exc, ticket.started)
         if ticket.permit is None:
             if self._record(ticket, outcome):
                 self._trip(ticket.gen)
@@ -266,7 +275,7 @@ class CircuitBreaker:
         if ticket.permit is None and not self._store.remote:
             self._finish(ticket, exc)
         elif ticket.permit is None:
-            outcome = self._outcome(exc)
+            outcome = self._outcome(exc, ticket.started)
             ticket.done = True
             if self._record(ticket, outcome):
                 await asyncio.to_thread(self._trip, ticket.gen)
@@ -322,6 +331,13 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state}>"
+
+
+def cut_by_deadline(exc: BaseException) -> bool:
+    """True when ``exc`` ended a call because the current deadline ran out (not the breaker's own
+    ``timeout``): a ``DeadlineExceeded``, or any error raised once the deadline has passed, such as
+    the socket timeout an adapter cut to the time that was left."""
+    return isinstance(exc, DeadlineExceeded) or remaining() == 0.0
 
 
 def _run_with_timeout(name: str, timeout: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:

@@ -51,14 +51,14 @@ def parse_ip(value: str) -> IPAddress | None:
     return address
 
 
-def _trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+def is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
 
 def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> IPAddress | None:
     """The client's address, or None when even ``REMOTE_ADDR`` is unusable."""
     peer = parse_ip(remote_addr or "")
-    if peer is None or not trusted or not _trusted(peer, trusted) or not forwarded_for:
+    if peer is None or not trusted or not is_trusted(peer, trusted) or not forwarded_for:
         return peer
     hops = forwarded_for[-MAX_HEADER:].split(",")[-MAX_HOPS:]
     client = peer
@@ -67,7 +67,7 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: Seque
         if hop is None:
             break  # garbage to the left of a trusted hop: the last address we could trust stands
         client = hop
-        if not _trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             break
     return client
 

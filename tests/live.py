@@ -1,0 +1,81 @@
+"""A real gunicorn server for tests about HTTP: several workers, the test database, real Redis.
+
+    with LiveServer({"RESILIENCE": {...}, "ROOT_URLCONF": "tests.urls_live"}, workers=4) as server:
+        requests.get(server.url + "/slow/")
+
+The server runs ``tests.settings_live`` with the overrides given, against the test database that
+pytest-django created (so it needs the ``django_db_setup`` fixture) and stops when the block ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from django.db import connection
+
+from .conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LiveServer:
+    def __init__(
+        self, overrides: dict[str, Any], *, workers: int = 2, threads: int = 1, timeout: int = 30, env: dict[str, str] | None = None
+    ) -> None:
+        self.overrides, self.workers, self.threads, self.timeout = overrides, workers, threads, timeout
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings_live",
+            "LIVE_OVERRIDES": json.dumps(self.overrides),
+            "LIVE_DB_NAME": connection.settings_dict["NAME"],
+            **self.extra_env,
+        }
+        worker_class = ["-k", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []
+        command = [
+            sys.executable, "-m", "gunicorn", "project.wsgi:application", "-b", f"127.0.0.1:{self.port}",
+            "-w", str(self.workers), *worker_class, "--timeout", str(self.timeout), "--graceful-timeout", "2",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.output()[-3000:]}")
+            try:
+                requests.get(self.url + "/__ready__/", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"gunicorn did not start: {self.output()[-3000:]}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None

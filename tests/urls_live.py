@@ -1,0 +1,54 @@
+"""Views for the tests that run a real gunicorn server (``tests.live.LiveServer``)."""
+
+import time
+
+from django.db import connection
+from django.http import JsonResponse, StreamingHttpResponse
+from django.urls import path
+from rest_framework.authtoken.views import ObtainAuthToken
+
+from resilience import remaining
+from resilience.throttling import LoginRateThrottle
+
+
+def slow_query(request):
+    """A query that takes 0.2 s, cancelled by the request deadline when that is shorter."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.2)")
+    return JsonResponse({"ok": True})
+
+
+def quick_query(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"ok": True, "remaining": remaining()})
+
+
+def upload(request):
+    return JsonResponse({"bytes": len(request.body)})
+
+
+def stream(request):
+    seconds = float(request.GET.get("seconds", "2"))
+
+    def chunks():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            yield b"."
+            time.sleep(0.1)
+        yield b"done"
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+class Login(ObtainAuthToken):
+    throttle_classes = [LoginRateThrottle]
+
+
+urlpatterns = [
+    path("slow-query/", slow_query),
+    path("quick-query/", quick_query),
+    path("upload/", upload),
+    path("stream/", stream),
+    path("api-token-auth/", Login.as_view()),
+]
