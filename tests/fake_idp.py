@@ -1,7 +1,9 @@
 """A local Entra ID stand-in over HTTPS: OpenID metadata, JWKS with x5c certificates, RS256 tokens.
 
 Tests can take it down (``stop``) and bring it back on the same port (``start``), slow it down,
-rotate its signing keys, and count how often it was asked for metadata and keys.
+rotate its signing keys, and count how often it was asked for metadata and keys. Like Entra ID,
+metadata asked for with ``?appid=X`` points at ``keys?appid=X``, which serves that application's own
+signing keys when it has some (``app_keys``), else the tenant's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jwt
 from cryptography import x509
@@ -72,6 +75,7 @@ class FakeIdP:
     def __init__(self, tmp: Path, tenant: str = "11111111-2222-3333-4444-555555555555", client_id: str = "api-client") -> None:
         self.tenant, self.client_id = tenant, client_id
         self.keys = [SigningKey()]
+        self.app_keys: dict[str, list[SigningKey]] = {}  # appid -> the application's own signing keys
         self.delay = 0.0
         self.failing = False  # answer 503 to everything (still counted: the provider "sees" the fetch)
         self.fail_next = 0  # answer 503 to this many more requests
@@ -115,10 +119,12 @@ class FakeIdP:
                         idp.fetches["failed"] = idp.fetches.get("failed", 0) + 1
                     self.send_error(503)
                     return
-                if self.path.startswith(f"/{idp.tenant}/v2.0/.well-known/openid-configuration"):
-                    kind, body = "metadata", idp.metadata()
-                elif self.path == f"/{idp.tenant}/discovery/v2.0/keys":
-                    kind, body = "keys", {"keys": [k.jwk() for k in idp.keys]}
+                url = urlsplit(self.path)
+                appid = parse_qs(url.query).get("appid", [None])[0]
+                if url.path == f"/{idp.tenant}/v2.0/.well-known/openid-configuration":
+                    kind, body = "metadata", idp.metadata(appid)
+                elif url.path == f"/{idp.tenant}/discovery/v2.0/keys":
+                    kind, body = "keys", {"keys": [k.jwk() for k in idp.app_keys.get(appid or "", idp.keys)]}
                 else:
                     self.send_error(404)
                     return
@@ -157,11 +163,11 @@ class FakeIdP:
         return new
 
     # -- content -----------------------------------------------------------------------------
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, appid: str | None = None) -> dict[str, Any]:
         base = f"https://{self.server}/{self.tenant}"
         return {
             "issuer": self.issuer,
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "jwks_uri": f"{base}/discovery/v2.0/keys" + (f"?appid={quote(appid)}" if appid else ""),
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
             "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
