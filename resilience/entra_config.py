@@ -11,6 +11,10 @@ urllib3 backoff inside the request, and lets connection errors escape into ``aut
 - the last good metadata and public keys are shared through Redis (public material only) and
   used for up to ``max_staleness`` seconds while the provider is down; after a failure the next
   attempt waits ``retry_interval`` seconds instead of happening on every request;
+- the shared copy is hostile input (the Redis may be a cache other applications write to): it is
+  sealed with ``resilience.signing`` (HMAC under ``RESILIENCE["SIGNING_KEY"]``), and a copy that
+  does not verify, does not decode or is dated more than ``CLOCK_SKEW`` seconds in the future is
+  absent: whoever can write to Redis can withhold keys but never plant one;
 - a token naming an unknown key id triggers at most one refresh per ``kid_refresh_interval``.
 When nothing usable is left, ``EntraUnavailable`` is raised: callers answer 503, never 500.
 """
@@ -21,6 +25,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -37,9 +42,12 @@ from .decorators import circuit_breaker
 from .events import emit
 from .exceptions import CircuitOpenError, ResilienceError
 from .retry import retry
+from .signing import seal, unseal
 
 logger = logging.getLogger("resilience.auth")
 BREAKER = "entra"
+SHARED_SCHEMA = "v2"  # v2: sealed; an older version's unsigned copy is never read
+CLOCK_SKEW = 60.0  # seconds a shared copy may be dated ahead of our clock (workers' clocks differ); further: refused
 
 
 class EntraUnavailable(ResilienceError):
@@ -68,10 +76,20 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         self._mode = "openid_connect"
 
     # -- keys -------------------------------------------------------------------------------
+    @staticmethod
+    def _identity() -> str:
+        who = json.dumps([adfs_settings.SERVER, adfs_settings.TENANT_ID])
+        return hashlib.sha256(who.encode()).hexdigest()[:16]
+
     @property
-    def _shared_key(self) -> str:
-        where = hashlib.sha256(f"{adfs_settings.SERVER}|{adfs_settings.TENANT_ID}".encode()).hexdigest()[:16]
-        return f"{self.prefix}:entra:{{{where}}}"
+    def shared_key(self) -> str:
+        """The Redis key of the shared copy (``:lock`` and ``:kid-refresh`` hang off it)."""
+        return f"{self.prefix}:entra:{SHARED_SCHEMA}:{{{self._identity()}}}"
+
+    @property
+    def shared_purpose(self) -> str:
+        """The seal's purpose: a copy sealed for another server or tenant does not verify here."""
+        return f"entra-keys:{self._identity()}"
 
     def _age(self) -> float:
         return time.time() - self.fetched_at if self.fetched_at else float("inf")
@@ -110,7 +128,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
             if kid in self.kids or now - self._last_kid_refresh < self.kid_refresh_interval:
                 return
             self._last_kid_refresh = now
-            if self.redis is not None and not self._claim(f"{self._shared_key}:kid-refresh", self.kid_refresh_interval):
+            if self.redis is not None and not self._claim(f"{self.shared_key}:kid-refresh", self.kid_refresh_interval):
                 self._adopt_shared(newer_only=True)  # another worker refreshes; take what is shared
                 return
             emit(Event("auth", "unknown_kid_refresh", BREAKER, {"kid": kid[:40]}))
@@ -123,18 +141,18 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
     def _refresh(self, *, force: bool) -> None:
         if not force and self._adopt_shared(newer_only=True) and self._fresh():
             return
-        if self.redis is not None and not force and not self._claim(f"{self._shared_key}:lock", adfs_settings.TIMEOUT * 2):
+        if self.redis is not None and not force and not self._claim(f"{self.shared_key}:lock", adfs_settings.TIMEOUT * 2):
             if self._wait_for_shared() or self._usable():
                 return  # another worker is fetching: use its result, or our stale material meanwhile
         try:
             document = retry("http").call(circuit_breaker(BREAKER).call, self._fetch)  # the one retry layer
+            self._apply(document)  # a certificate that does not parse is the provider's failure, not a 500
         except (CircuitOpenError, requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            self._release(f"{self._shared_key}:lock")  # nobody should wait for a fetch that failed
+            self._release(f"{self.shared_key}:lock")  # nobody should wait for a fetch that failed
             self._failed(exc)
             return
-        self._apply(document)
         self._share(document)
-        self._release(f"{self._shared_key}:lock")
+        self._release(f"{self.shared_key}:lock")
         emit(Event("auth", "keys_loaded", BREAKER, {"keys": len(self.kids)}))
 
     def _failed(self, exc: BaseException) -> None:
@@ -169,10 +187,15 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         return {"openid": {k: openid[k] for k in wanted if k in openid}, "certificates": certificates, "fetched_at": time.time()}
 
     def _apply(self, document: dict[str, Any]) -> None:
+        """Use ``document``; everything is parsed before anything is set, so a bad one changes nothing."""
         kids = {
-            kid: load_der_x509_certificate(base64.b64decode(cert)).public_key() for kid, cert in document["certificates"].items()
+            str(kid): load_der_x509_certificate(base64.b64decode(cert, validate=True)).public_key()
+            for kid, cert in document["certificates"].items()
         }
         openid = document["openid"]
+        if not kids or not isinstance(openid["issuer"], str):
+            raise ValueError("no signing keys or no issuer")
+        fetched_at = float(document["fetched_at"])
         self.kids = kids  # type: ignore[assignment]
         self.signing_keys = list(kids.values())
         self.issuer = openid["issuer"]
@@ -180,7 +203,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         self.token_endpoint = openid.get("token_endpoint")
         self.end_session_endpoint = openid.get("end_session_endpoint")
         self.msgraph_endpoint = openid.get("msgraph_host", "graph.microsoft.com")
-        self.fetched_at = float(document["fetched_at"])
+        self.fetched_at = fetched_at
         self._config_timestamp = None  # nothing in django-auth-adfs decides on its own any more
 
     # -- sharing through Redis ----------------------------------------------------------------
@@ -188,26 +211,44 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         if self.redis is None:
             return
         try:
-            self.redis.set(self._shared_key, json.dumps(document), ex=int(self.max_staleness))
+            self.redis.set(self.shared_key, seal(document, self.shared_purpose), ex=int(self.max_staleness))
         except Exception as exc:  # noqa: BLE001 - sharing is an optimisation
             logger.warning("could not share identity-provider keys: %s", type(exc).__name__)
 
     def _adopt_shared(self, *, newer_only: bool) -> bool:
-        if self.redis is None:
+        document = self._read_shared()
+        if document is None:
+            return False
+        fetched_at = document["fetched_at"]
+        if (newer_only and fetched_at <= self.fetched_at) or time.time() - fetched_at >= self.max_staleness:
             return False
         try:
-            raw = self.redis.get(self._shared_key)
-        except Exception:  # noqa: BLE001 - Redis down: our own copy is all we have
+            self._apply(document)
+        except (ValueError, KeyError, TypeError, AttributeError):  # verified, yet not what we write: absent
             return False
-        if not raw:
-            return False
-        document = json.loads(raw)
-        if (newer_only and document["fetched_at"] <= self.fetched_at) or time.time() - document[
-            "fetched_at"
-        ] >= self.max_staleness:
-            return False
-        self._apply(document)
         return True
+
+    def _read_shared(self) -> dict[str, Any] | None:
+        """The shared copy if it verifies as ours and is plausibly dated; anything else is absent.
+
+        Unsigned (planted, or an older version's), forged, truncated, sealed for another application,
+        or dated more than ``CLOCK_SKEW`` ahead: a future ``fetched_at`` would make a copy newer than
+        every real one and fresh for as long as it lies, so it is refused even when it verifies."""
+        if self.redis is None:
+            return None
+        try:
+            raw = self.redis.get(self.shared_key)
+        except Exception:  # noqa: BLE001 - Redis down: our own copy is all we have
+            return None
+        document = unseal(raw, self.shared_purpose)
+        if not isinstance(document, dict):
+            return None
+        fetched_at = document.get("fetched_at")
+        if isinstance(fetched_at, bool) or not isinstance(fetched_at, (int, float)) or not math.isfinite(fetched_at):
+            return None
+        if fetched_at > time.time() + CLOCK_SKEW:
+            return None
+        return document
 
     def _claim(self, key: str, seconds: float) -> bool:
         try:

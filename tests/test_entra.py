@@ -1,5 +1,6 @@
 """Entra ID through django-auth-adfs, against a fake provider over HTTPS that the tests take down."""
 
+import json
 import time
 import uuid
 
@@ -11,7 +12,7 @@ from rest_framework.test import APIClient
 from resilience import breakers
 from resilience.entra import install
 
-from .fake_idp import FakeIdP
+from .fake_idp import FakeIdP, SigningKey
 
 pytestmark = pytest.mark.django_db
 
@@ -71,8 +72,6 @@ def test_valid_tokens_keep_working_from_cache_while_the_provider_is_down(entra, 
 def test_bad_tokens_are_still_refused_while_the_provider_is_down(entra, idp, case):
     assert me(idp.token()).status_code == 200  # keys cached
     idp.stop()
-    from .fake_idp import SigningKey
-
     token = {
         "expired": lambda: idp.token(ttl=-600),
         "forged": lambda: idp.token(key=SigningKey()),
@@ -113,8 +112,6 @@ def test_a_rotated_key_is_picked_up_with_one_refresh(entra, idp):
 
 
 def test_unknown_key_ids_trigger_at_most_one_refresh_per_interval(entra, idp):
-    from .fake_idp import SigningKey
-
     assert me(idp.token()).status_code == 200
     before = idp.fetches["keys"]
     for _ in range(20):
@@ -240,3 +237,92 @@ def test_session_logins_keep_the_tenant_for_the_resolver():
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     assert request.session["adfs_claims"] == {"tid": "tenant-from-sso"}
     assert tenant(request) == "tenant-from-sso"
+
+
+# -- the shared copy in Redis is hostile input ----------------------------------------------------
+def shared_copies(test_redis, key_prefix):
+    """The shared key/metadata copies, as anyone with access to the shared Redis sees them (SCAN)."""
+    return [k for k in test_redis.scan_iter(f"{key_prefix}:entra:*") if not k.endswith((b":lock", b":kid-refresh"))]
+
+
+def plant(test_redis, key_prefix, value):
+    """Overwrite every shared copy with ``value`` and hold the kid-refresh claim: no TTL, as an attacker would."""
+    copies = shared_copies(test_redis, key_prefix)
+    assert copies, "a legitimate login shares a copy first"
+    for key in copies:
+        test_redis.set(key, value)
+        test_redis.set(key + b":kid-refresh", "1")
+
+
+def forged_copy(idp, attacker, fetched_at):
+    """The attacker's own RSA key dressed as the provider's, in the shape the shared copy has."""
+    return json.dumps({
+        "openid": {"issuer": idp.issuer, "token_endpoint": f"https://{idp.server}/{idp.tenant}/oauth2/v2.0/token"},
+        "certificates": {attacker.kid: attacker.jwk()["x5c"][0]},
+        "fetched_at": fetched_at,
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("worker", ["running", "restarted", "restarted_while_the_provider_is_down"])
+def test_a_forged_shared_copy_never_lets_the_attackers_token_impersonate_a_superuser(entra, idp, test_redis, key_prefix, worker):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("admin@example.com", "admin@example.com", "pw")
+    assert me(idp.token(upn="admin@example.com")).status_code == 200  # the real admin; the real copy is shared
+    attacker = SigningKey()
+    plant(test_redis, key_prefix, forged_copy(idp, attacker, fetched_at=time.time() + 10 * 365 * 86_400))
+    expected = 401
+    if worker != "running":
+        if worker == "restarted_while_the_provider_is_down":
+            idp.stop()
+            expected = 503  # nothing verified is left: fail closed
+        install()  # a new worker: empty process cache, only what Redis holds
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {idp.token(key=attacker, upn='admin@example.com')}")
+    answer = client.get("/me/")
+    assert (answer.status_code, answer.json()) == (expected, {"detail": {
+        401: "Invalid or missing credentials.", 503: "Authentication is temporarily unavailable. Try again shortly."
+    }[expected]})  # fmt: skip
+    if worker == "restarted":  # the provider was asked, and its own keys still work
+        assert me(idp.token(upn="admin@example.com")).json() == {"user": "admin@example.com"}
+
+
+@pytest.mark.parametrize("value", [
+    b"\xff\xfe\x00garbage", b"not json", b"[]", b'{"fetched_at": "soon"}', b"x" * 100_000,
+    b'{"openid": {}, "certificates": {"k": "not base64"}, "fetched_at": 1e300}',
+])  # fmt: skip
+@pytest.mark.parametrize("provider_up", [True, False])
+def test_garbage_at_the_shared_key_is_absent_never_a_500(entra, idp, test_redis, key_prefix, value, provider_up):
+    token = idp.token()
+    assert me(token).status_code == 200
+    plant(test_redis, key_prefix, value)
+    if not provider_up:
+        idp.stop()
+    install()  # a new worker reads the shared copy first
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert client.get("/me/").status_code == (200 if provider_up else 503)
+
+
+def test_an_unsigned_copy_from_an_older_version_is_absent(entra, idp, test_redis, key_prefix):
+    token = idp.token()
+    assert me(token).status_code == 200
+    genuine = forged_copy(idp, idp.keys[0], fetched_at=time.time())  # the provider's real key, but unsigned
+    plant(test_redis, key_prefix, genuine)
+    idp.stop()
+    install()
+    assert me(token).status_code == 503
+
+
+@pytest.mark.parametrize(("ahead", "adopted"), [(30, True), (3600, False)])
+def test_a_signed_copy_dated_in_the_future_is_refused_beyond_the_clock_skew(entra, idp, test_redis, ahead, adopted):
+    from resilience.signing import seal
+
+    assert me(idp.token()).status_code == 200
+    copy = json.loads(forged_copy(idp, idp.keys[0], fetched_at=time.time() + ahead))  # a worker whose clock runs ahead
+    test_redis.set(entra.shared_key, seal(copy, entra.shared_purpose))
+    before = idp.fetches["metadata"]
+    install()
+    assert me(idp.token()).status_code == 200
+    assert (idp.fetches["metadata"] == before) is adopted  # refused: the new worker asked the provider itself
+
