@@ -12,9 +12,10 @@ urllib3 backoff inside the request, and lets connection errors escape into ``aut
   used for up to ``max_staleness`` seconds while the provider is down; after a failure the next
   attempt waits ``retry_interval`` seconds instead of happening on every request;
 - the shared copy is hostile input (the Redis may be a cache other applications write to): it is
-  sealed with ``resilience.signing`` (HMAC under ``RESILIENCE["SIGNING_KEY"]``), and a copy that
-  does not verify, does not decode or is dated more than ``CLOCK_SKEW`` seconds in the future is
-  absent: whoever can write to Redis can withhold keys but never plant one;
+  sealed with ``resilience.signing`` (HMAC under ``RESILIENCE["SIGNING_KEY"]``), one copy per
+  server, tenant and client id (hashed into the key), and a copy that does not verify, does not
+  decode or is dated more than ``CLOCK_SKEW`` seconds in the future is absent: whoever can write
+  to Redis can withhold keys but never plant one;
 - a token naming an unknown key id triggers at most one refresh per ``kid_refresh_interval``.
 When nothing usable is left, ``EntraUnavailable`` is raised: callers answer 503, never 500.
 """
@@ -46,7 +47,7 @@ from .signing import seal, unseal
 
 logger = logging.getLogger("resilience.auth")
 BREAKER = "entra"
-SHARED_SCHEMA = "v2"  # v2: sealed; an older version's unsigned copy is never read
+SHARED_SCHEMA = "v2"  # v2: sealed, one copy per application; an older version's unsigned copy is never read
 CLOCK_SKEW = 60.0  # seconds a shared copy may be dated ahead of our clock (workers' clocks differ); further: refused
 
 
@@ -78,7 +79,9 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
     # -- keys -------------------------------------------------------------------------------
     @staticmethod
     def _identity() -> str:
-        who = json.dumps([adfs_settings.SERVER, adfs_settings.TENANT_ID])
+        """Whose keys these are: the fetch sends ``appid=CLIENT_ID`` and an application may have signing
+        keys of its own, so two applications in one tenant never share (or overwrite) one copy."""
+        who = json.dumps([adfs_settings.SERVER, adfs_settings.TENANT_ID, adfs_settings.CLIENT_ID])
         return hashlib.sha256(who.encode()).hexdigest()[:16]
 
     @property
@@ -88,7 +91,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
 
     @property
     def shared_purpose(self) -> str:
-        """The seal's purpose: a copy sealed for another server or tenant does not verify here."""
+        """The seal's purpose: a copy sealed for another server, tenant or application does not verify here."""
         return f"entra-keys:{self._identity()}"
 
     def _age(self) -> float:

@@ -326,3 +326,19 @@ def test_a_signed_copy_dated_in_the_future_is_refused_beyond_the_clock_skew(entr
     assert me(idp.token()).status_code == 200
     assert (idp.fetches["metadata"] == before) is adopted  # refused: the new worker asked the provider itself
 
+
+def test_two_applications_in_one_tenant_keep_their_own_keys(entra, idp, test_redis, key_prefix, monkeypatch):
+    own = {"api-client": SigningKey(), "other-app": SigningKey()}  # app-specific signing keys (appid=…)
+    idp.app_keys = {app: [key] for app, key in own.items()}
+
+    def worker(app):  # a new worker of that application, on the same Redis and key prefix
+        monkeypatch.setattr(adfs_settings, "CLIENT_ID", app)
+        monkeypatch.setattr(adfs_settings, "AUDIENCE", app)
+        install()
+        return me(idp.token(key=own[app], aud=app)).status_code
+
+    assert [worker("api-client"), worker("other-app")] == [200, 200]
+    idp.stop()  # each new worker now has only its application's shared copy
+    assert [worker("api-client"), worker("other-app")] == [200, 200]
+    keys = shared_copies(test_redis, key_prefix)
+    assert len(keys) == 2 and not any(b"api-client" in k or b"other-app" in k for k in keys)  # one each, hashed
