@@ -1,9 +1,17 @@
 """``manage.py breakers``: readable table, actions everywhere, clear errors for bad names."""
 
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from resilience import breakers
+from resilience.models import CircuitEvent
 
 
 def run(*args):
@@ -86,3 +94,26 @@ def test_command_exits_non_zero_on_unknown_name(configured):
     assert result.returncode == 1
     assert "unknown circuit breaker 'no-such-breaker'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def manage(*args):
+    """``manage.py`` in a subprocess on the test database, with LOGNAME and friends claiming to be someone else."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("TEST_PG_")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_command",
+        "TEST_PG_NAME": connection.settings_dict["NAME"],
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        **dict.fromkeys(("LOGNAME", "USER", "LNAME", "USERNAME"), "ceo"),
+    }
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_actor_is_the_process_user_whatever_logname_and_user_say():
+    result = manage("breakers", "open", "entra")
+    assert result.returncode == 0, result.stderr
+    assert list(CircuitEvent.objects.values_list("breaker", "new_state", "actor")) == [
+        ("entra", "forced_open", f"manage.py:{pwd.getpwuid(os.geteuid()).pw_name}")
+    ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -15,6 +16,16 @@ from resilience.registry import BreakerSnapshot, breakers
 def _row(s: BreakerSnapshot) -> list[str]:
     probe = f"{s.next_probe:.1f}s" if s.next_probe is not None else ("on reset" if s.state == "forced_open" else "-")
     return [s.name, s.state, f"{s.failure_rate:.1f}%", f"{s.slow_rate:.1f}%", str(s.calls), probe]
+
+
+def process_user() -> str:
+    """Who runs this process, from its effective uid: the passwd name, else the uid number. Never
+    ``LOGNAME``/``USER`` (``getpass.getuser()`` reads those first, and anyone can set them)."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (a container's arbitrary uid)
+        return str(uid)
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -37,7 +48,7 @@ class Command(BaseCommand):
         opener.add_argument("name")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        actor = f"manage.py:{getpass.getuser()}"
+        actor = f"manage.py:{process_user()}"
         try:
             if action == "list":
                 header = ["NAME", "STATE", "FAILURES", "SLOW", "CALLS", "NEXT PROBE"]
