@@ -7,6 +7,12 @@ Every step runs with the caller's own arguments and context — an alternative n
 identity than the caller's. Stale values are kept per tenant (``scope="tenant"``), per tenant and
 user (``"user"``) or for everyone (``"public"``, only for data every caller may see); when the
 scope cannot be established (no tenant, anonymous user) nothing stale is read or written.
+
+Stale values are kept as JSON (sealed with an HMAC in Redis, see ``resilience.storage.stale``) and
+come back as JSON returns them: tuples as lists, dict keys as strings. A return value JSON cannot
+hold is served fresh but never kept stale (one ``fallback not_storable`` event). Each fallback keeps
+at most ``max_stale_keys`` distinct argument tuples (default ``RESILIENCE["FALLBACK_MAX_STALE_KEYS"]``,
+else 1000): past that, calls with new arguments get no stale value, never an error.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 from .conf import on_reload, resilience_settings
 from .context import scope_key
-from .core.fallback import NO_DEFAULT, FallbackChain, FallbackPolicy, StaleStore
+from .core.fallback import DEFAULT_MAX_STALE_KEYS, NO_DEFAULT, FallbackChain, FallbackPolicy, StaleNotices, StaleStore
 from .core.wrapping import decorate
 from .events import emit
 from .storage.stale import MemoryStaleStore, RedisStaleStore
@@ -39,6 +45,11 @@ def stale_store() -> StaleStore:
 on_reload(_store.clear)
 
 
+def default_max_stale_keys() -> int:
+    """``RESILIENCE["FALLBACK_MAX_STALE_KEYS"]`` once ``conf`` knows it (it validates it), else the default."""
+    return int(resilience_settings.values.get("FALLBACK_MAX_STALE_KEYS", DEFAULT_MAX_STALE_KEYS))
+
+
 def fallback(
     name: str,
     *,
@@ -47,11 +58,17 @@ def fallback(
     stale_for: float | None = None,
     scope: str = "tenant",
     on: tuple[type[BaseException], ...] = (Exception,),
+    max_stale_keys: int | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a sync or async function with a fallback chain (see the module docstring)."""
-    policy = FallbackPolicy(name, tuple(alternatives), default, stale_for, scope, on)
+    policy = FallbackPolicy(name, tuple(alternatives), default, stale_for, scope, on, max_stale_keys)
+    notices = StaleNotices()  # one per decorated function: its events stay bounded across calls
 
     def chain() -> FallbackChain:
-        return FallbackChain(policy, store=stale_store() if stale_for is not None else None, scope_key=scope_key, emit=emit)
+        if stale_for is None:
+            return FallbackChain(policy, store=None, scope_key=scope_key, emit=emit)
+        return FallbackChain(
+            policy, store=stale_store(), scope_key=scope_key, emit=emit, max_stale_keys=default_max_stale_keys(), notices=notices
+        )
 
     return lambda fn: decorate(fn, lambda f, *a, **k: chain().call(f, *a, **k), lambda f, *a, **k: chain().acall(f, *a, **k))

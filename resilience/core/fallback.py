@@ -4,6 +4,11 @@ called it (same arguments, same context: never a broader identity), plus stale-o
 The stale store is keyed by the caller's scope (tenant, tenant + user, or nothing for public
 data); a call whose scope cannot be determined neither reads nor writes stale values, so one
 tenant's entry can never be served to another.
+
+Stale values are what JSON can hold, and come back as JSON returns them (tuples as lists, dict keys
+as strings). A value JSON cannot hold is served fresh but never kept: one ``not_storable`` event
+says so. Each fallback keeps at most ``max_stale_keys`` distinct argument tuples (all scopes
+together); past that, new ones are not kept (a ``stale_full`` event, at most one a minute).
 """
 
 from __future__ import annotations
@@ -18,12 +23,30 @@ from .event import Event, EventSink, discard
 
 NO_DEFAULT = object()
 SCOPES = ("tenant", "user", "public")
+DEFAULT_MAX_STALE_KEYS = 1000  # distinct argument tuples one fallback keeps; ~0.2 kB each in Redis for small values
+MAX_STALE_KEYS = 1_000_000
+FULL_REPORT_INTERVAL = 60.0  # seconds between two ``stale_full`` events of one fallback
+UNSTORABLE = (TypeError, ValueError, RecursionError)  # what json raises for what it cannot hold
 
 
 class StaleStore(Protocol):
-    def get(self, key: str) -> tuple[float, Any] | None: ...
+    """``group`` is the fallback's name. ``set`` raises one of ``UNSTORABLE`` for a value JSON cannot
+    hold, returns False when ``group`` already holds ``max_keys`` other live keys, and swallows store
+    trouble; ``get`` returns None for anything missing, expired or not verifiable."""
 
-    def set(self, key: str, stored_at: float, value: Any, ttl: float) -> None: ...
+    def get(self, group: str, key: str) -> tuple[float, Any] | None: ...
+
+    def set(self, group: str, key: str, stored_at: float, value: Any, ttl: float, max_keys: int) -> bool: ...
+
+
+class StaleNotices:
+    """What one fallback has reported about its stale values, shared by all its chains so a flood
+    or an odd return type costs a bounded number of events. A race can only repeat a report."""
+
+    def __init__(self) -> None:
+        self.unstorable_reported = False
+        self.full_reported_at: float | None = None
+        self.refused = 0  # new keys refused since the last ``stale_full`` event
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,7 @@ class FallbackPolicy:
     stale_for: float | None = None
     scope: str = "tenant"
     on: tuple[type[BaseException], ...] = (Exception,)  # which errors of a step move on to the next
+    max_stale_keys: int | None = None  # None: the chain's (from settings, else DEFAULT_MAX_STALE_KEYS)
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -47,6 +71,11 @@ class FallbackPolicy:
             or not 0 < self.stale_for <= 30 * 86_400
         ):
             raise ConfigurationError(f"fallback {self.name!r}: stale_for must be seconds above 0, got {self.stale_for!r}")
+        cap = self.max_stale_keys
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= MAX_STALE_KEYS):
+            raise ConfigurationError(
+                f"fallback {self.name!r}: max_stale_keys must be a whole number from 1 to {MAX_STALE_KEYS}, got {cap!r}"
+            )
 
 
 class FallbackChain:
@@ -60,8 +89,12 @@ class FallbackChain:
         scope_key: Callable[[str], str | None],
         emit: EventSink = discard,
         clock: Callable[[], float] = time.time,
+        max_stale_keys: int = DEFAULT_MAX_STALE_KEYS,
+        notices: StaleNotices | None = None,
     ) -> None:
         self.policy, self.store, self.scope_key, self.emit, self.clock = policy, store, scope_key, emit, clock
+        self.max_stale_keys = policy.max_stale_keys or max_stale_keys
+        self.notices = notices or StaleNotices()
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         scope = self.scope_key(self.policy.scope)
@@ -70,13 +103,32 @@ class FallbackChain:
         return f"{self.policy.name}|{scope}|{args!r}|{sorted(kwargs.items())!r}"
 
     def _remember(self, key: str | None, value: Any) -> None:
-        if key is not None and self.store is not None and self.policy.stale_for is not None:
-            self.store.set(key, self.clock(), value, self.policy.stale_for)
+        if key is None or self.store is None or self.policy.stale_for is None:
+            return
+        try:
+            kept = self.store.set(self.policy.name, key, self.clock(), value, self.policy.stale_for, self.max_stale_keys)
+        except UNSTORABLE as exc:
+            if not self.notices.unstorable_reported:
+                self.notices.unstorable_reported = True
+                fields = {"type": type(value).__name__, "error": str(exc)[:120]}
+                self.emit(Event("fallback", "not_storable", self.policy.name, fields))
+            return
+        if not kept:
+            self._refused()
+
+    def _refused(self) -> None:
+        """A new key past the cap: counted, and reported at most once per ``FULL_REPORT_INTERVAL``."""
+        notices, now = self.notices, self.clock()
+        notices.refused += 1
+        if notices.full_reported_at is None or now - notices.full_reported_at >= FULL_REPORT_INTERVAL:
+            fields = {"max_keys": self.max_stale_keys, "refused": notices.refused}
+            notices.full_reported_at, notices.refused = now, 0
+            self.emit(Event("fallback", "stale_full", self.policy.name, fields))
 
     def _after_failure(self, key: str | None, error: BaseException) -> Any:
         """No step answered: a stale value if fresh enough, else the default, else the error."""
         if key is not None and self.store is not None and self.policy.stale_for is not None:
-            found = self.store.get(key)
+            found = self.store.get(self.policy.name, key)
             if found is not None and self.clock() - found[0] <= self.policy.stale_for:
                 self.emit(Event("fallback", "stale", self.policy.name, {"age": round(self.clock() - found[0], 3)}))
                 return found[1]
