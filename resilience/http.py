@@ -7,22 +7,71 @@ the current deadline, and the remaining budget passed on in ``X-Request-Timeout`
 
 Server errors (5xx) count as breaker failures; 429/502/503/504 are retried for idempotent methods
 only; when retries are spent the last response is returned, as plain ``requests`` would.
+
+Hosts may come from client input, so a process makes at most ``max_host_breakers`` host breakers
+per ``breaker_prefix`` (default ``RESILIENCE["HTTP_MAX_HOST_BREAKERS"]``, else 100); every further
+host shares ``<prefix>:overflow`` (one ``http host_overflow`` event says so). A host with its own
+entry in ``RESILIENCE["BREAKERS"]`` always keeps its own breaker and does not count.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from .classifiers import HTTP_RETRYABLE_STATUS
+from .conf import resilience_settings
 from .core.deadline import bounded, remaining
 from .decorators import circuit_breaker
-from .exceptions import DeadlineExceeded
+from .events import Event, emit
+from .exceptions import ConfigurationError, DeadlineExceeded
+from .registry import breakers
 from .retry import retry
 
 TIMEOUT_HEADER = "X-Request-Timeout"
+DEFAULT_MAX_HOST_BREAKERS = 100  # per breaker prefix and process; a breaker costs ~3 kB
+MAX_HOST_BREAKERS = 100_000
+
+
+class HostBreakers:
+    """The host breakers this process made, per prefix, at most ``limit`` each; later hosts get the
+    prefix's overflow breaker. Forgotten with the registry's breakers (``breakers.version``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, set[str]] = {}
+        self._overflowed: set[str] = set()
+        self._version = -1
+
+    def name_for(self, prefix: str, name: str, limit: int) -> str:
+        """``name`` while ``prefix`` has room (or already has it), else ``<prefix>:overflow``."""
+        known = self._known.get(prefix)
+        if known is not None and name in known and self._version == breakers.version:
+            return name
+        with self._lock:
+            if self._version != breakers.version:
+                self._known, self._overflowed, self._version = {}, set(), breakers.version
+            known = self._known.setdefault(prefix, set())
+            if name in known or len(known) < limit:
+                known.add(name)
+                return name
+            first = prefix not in self._overflowed
+            self._overflowed.add(prefix)
+        overflow = f"{prefix}:overflow"
+        if first:  # once per prefix until the registry reloads: the host itself is never reported
+            emit(Event("http", "host_overflow", overflow, {"max_hosts": limit}))
+        return overflow
+
+
+host_breakers = HostBreakers()
+
+
+def default_max_host_breakers() -> int:
+    """``RESILIENCE["HTTP_MAX_HOST_BREAKERS"]`` once ``conf`` knows it (it validates it), else the default."""
+    return int(resilience_settings.values.get("HTTP_MAX_HOST_BREAKERS", DEFAULT_MAX_HOST_BREAKERS))
 
 
 class _StatusFailure(requests.HTTPError):
@@ -31,11 +80,23 @@ class _StatusFailure(requests.HTTPError):
 
 class ResilientSession(requests.Session):
     def __init__(
-        self, *, policy: str = "http", timeout: float = 10.0, breaker_prefix: str = "http", propagate_deadline: bool = True
+        self,
+        *,
+        policy: str = "http",
+        timeout: float = 10.0,
+        breaker_prefix: str = "http",
+        propagate_deadline: bool = True,
+        max_host_breakers: int | None = None,
     ) -> None:
         super().__init__()
+        bound = max_host_breakers
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or not 0 < bound <= MAX_HOST_BREAKERS):
+            raise ConfigurationError(
+                f"ResilientSession: max_host_breakers must be a whole number from 1 to {MAX_HOST_BREAKERS}, got {bound!r}"
+            )
         self.policy, self.default_timeout = policy, timeout
         self.breaker_prefix, self.propagate_deadline = breaker_prefix, propagate_deadline
+        self.max_host_breakers = max_host_breakers
 
     def breaker_name(self, url: str) -> str:
         """One breaker per scheme://host:port, e.g. ``http:https://api.example.com:443``."""
@@ -43,8 +104,16 @@ class ResilientSession(requests.Session):
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
         return f"{self.breaker_prefix}:{parts.scheme}://{(parts.hostname or '')[:150]}:{port}"
 
+    def breaker_for(self, url: str) -> str:
+        """The breaker a request to ``url`` goes through: its host's, or the overflow breaker past the bound."""
+        name = self.breaker_name(url)
+        if name in resilience_settings.BREAKERS:
+            return name  # configured by the operator: always its own, never counted
+        limit = self.max_host_breakers or default_max_host_breakers()
+        return host_breakers.name_for(self.breaker_prefix, name, limit)
+
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        breaker = circuit_breaker(self.breaker_name(str(url)))
+        breaker = circuit_breaker(self.breaker_for(str(url)))
         retrying = retry(self.policy)
         per_attempt = retrying.retrying.policy.attempt_timeout
         timeout = kwargs.pop("timeout", None) or self.default_timeout
@@ -68,7 +137,7 @@ class ResilientSession(requests.Session):
                         raise DeadlineExceeded("deadline passed during the HTTP request") from exc
                     raise
                 if response.status_code >= 500 or response.status_code in HTTP_RETRYABLE_STATUS:
-                    raise _StatusFailure(f"{response.status_code} from {self.breaker_name(str(url))}", response=response)
+                    raise _StatusFailure(f"{response.status_code} from {breaker.name}", response=response)
                 return response
 
         try:

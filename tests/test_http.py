@@ -112,3 +112,98 @@ def test_the_http_policys_attempt_timeout_bounds_each_attempt(server, settings):
     with pytest.raises(requests.ReadTimeout):
         ResilientSession(timeout=10).get(server.url("/200/sleep2"))
     assert time.monotonic() - started < 0.8
+
+
+# -- hosts chosen by clients cannot grow the breaker registry ----------------------------------------
+@pytest.fixture
+def events():
+    from resilience.signals import event_emitted
+
+    seen = []
+
+    def receive(sender, event, **kwargs):
+        seen.append(event)
+
+    event_emitted.connect(receive, weak=False)
+    yield seen
+    event_emitted.disconnect(receive)
+
+
+def refused_hosts(count):
+    """``count`` distinct scheme://host:port origins on this machine, none of them listening."""
+    ports = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return [f"http://127.0.0.1:{port}/" for port in ports]
+
+
+def fetch_all(session, urls):
+    for url in urls:
+        with pytest.raises((requests.ConnectionError, CircuitOpenError)):
+            session.get(url)
+
+
+def http_breakers():
+    return [name for name in breakers.names() if name.startswith("http:")]
+
+
+def test_client_chosen_hosts_cannot_grow_the_breaker_registry_without_bound():
+    from resilience.http import DEFAULT_MAX_HOST_BREAKERS as bound
+
+    fetch_all(ResilientSession(timeout=1), refused_hosts(bound + 150))
+    assert len(http_breakers()) <= bound + 1  # the hosts' own breakers and one overflow breaker
+
+
+def test_the_bound_holds_for_the_process_not_per_session():
+    from resilience.http import DEFAULT_MAX_HOST_BREAKERS as bound
+
+    for url in refused_hosts(bound + 50):
+        fetch_all(ResilientSession(timeout=1), [url])  # a new session per request, as views often do
+    assert len(http_breakers()) <= bound + 1
+
+
+def test_past_the_bound_new_hosts_share_the_overflow_breaker_and_one_event_says_so(server, events):
+    session = ResilientSession(timeout=1, max_host_breakers=3)
+    fetch_all(session, refused_hosts(3))
+    assert session.get(server.url("/200")).status_code == 200  # a new host past the bound still works ...
+    assert session.breaker_for(server.url("/200")) == "http:overflow"  # ... through the shared breaker
+    fetch_all(session, refused_hosts(20))
+    assert len(http_breakers()) == 4 and "http:overflow" in http_breakers()
+    overflow = [e for e in events if e.kind == "host_overflow"]
+    assert [(e.area, e.name, e.fields) for e in overflow] == [("http", "http:overflow", {"max_hosts": 3})]
+
+
+def test_hosts_within_the_bound_keep_their_own_breaker(server):
+    session = ResilientSession(max_host_breakers=3)
+    session.get(server.url("/200"))
+    fetch_all(session, refused_hosts(10))
+    assert session.breaker_for(server.url("/200")) == session.breaker_name(server.url("/200"))
+
+
+def test_a_host_with_a_configured_breaker_always_has_its_own(server, settings):
+    name = ResilientSession().breaker_name(server.url())
+    settings.RESILIENCE = {**settings.RESILIENCE, "BREAKERS": {**settings.RESILIENCE["BREAKERS"], name: {"minimum_calls": 50}}}
+    session = ResilientSession(timeout=1, max_host_breakers=2)
+    fetch_all(session, refused_hosts(5))
+    assert session.breaker_for(server.url("/200")) == name
+    assert session.get(server.url("/200")).status_code == 200
+    assert breakers.get(name).config.minimum_calls == 50
+
+
+def test_host_breakers_in_the_shared_redis_are_bounded_too(settings, key_prefix, test_redis):
+    from django.conf import settings as django_settings
+
+    from resilience.http import DEFAULT_MAX_HOST_BREAKERS as bound
+
+    settings.RESILIENCE = {**settings.RESILIENCE, "REDIS": django_settings.TEST_REDIS_URL, "KEY_PREFIX": key_prefix}
+    fetch_all(ResilientSession(timeout=1), refused_hosts(bound + 150))
+    names = test_redis.smembers(f"{key_prefix}:breakers")
+    assert len([n for n in names if n.startswith(b"http:")]) <= bound + 1
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_a_malformed_host_bound_is_refused(bad):
+    from resilience.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="max_host_breakers"):
+        ResilientSession(max_host_breakers=bad)
