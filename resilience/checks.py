@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -140,3 +141,37 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     except ConfigurationError as exc:
         return [Error(str(exc), hint="See the rate limiting section of README.md.", id="resilience.E012")]
     return []
+
+
+def _view_classes(patterns: Any) -> Iterator[Any]:
+    """The class-based views of a URLconf (DRF's ``as_view()`` keeps ``cls``, Django's ``view_class``)."""
+    for pattern in patterns:
+        if hasattr(pattern, "url_patterns"):
+            yield from _view_classes(pattern.url_patterns)
+            continue
+        callback = getattr(pattern, "callback", None)
+        view = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+        if view is not None:
+            yield view
+
+
+@register(Tags.compatibility)
+def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """A throttle whose scope has no rate must stop the deploy: DRF raises at the first request."""
+    try:
+        import rest_framework  # noqa: F401
+    except ImportError:
+        return []
+    from django.urls import get_resolver
+
+    from .throttling import throttle_problems
+
+    try:
+        views = list(dict.fromkeys(_view_classes(get_resolver().url_patterns)))
+    except Exception:  # noqa: BLE001 - a broken URLconf is Django's own check to report
+        views = []
+    return [
+        Error(problem, hint="See the rate limiting section of README.md.", id="resilience.E013")
+        for problem in throttle_problems(views)
+    ]
+

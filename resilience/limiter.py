@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ FAIL_MODES = ("open", "closed", "local")
 _RATE = re.compile(r"^\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*([smhd])[a-z]*\s*(?:;\s*burst\s*=\s*([0-9]{1,9})\s*)?$", re.IGNORECASE)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 HASH_TAG = "{rl}"
+MAX_RAW_IDENTITY = 4096  # characters of a client's identity looked at (usernames are far shorter)
+MAX_IDENTITY = 1024  # characters of a normalised identity kept (hashed into the key)
 CACHED_IDENTITY = 256  # storage keys of longer identities (hostile usernames) are hashed every time, never kept
 KEY_SCHEMA = "rl2"  # values are µs since the Unix epoch; "rl" held seconds since 2023, never to be read as µs
 REDIS_BREAKER = "redis:ratelimit"
@@ -37,20 +40,34 @@ CLOSED_RETRY_AFTER = 1.0  # seconds a fail-closed refusal asks the client to wai
 
 @dataclass(frozen=True)
 class RatePolicy:
+    """One configured limit. ``space`` says where it was configured (``"mw"``: the middleware and
+    routes, ``"drf"``: DRF throttles): each place counts in its own keys, so the middleware's
+    ``"ip"`` and DRF's ``"ip"`` never share a counter. A ``rate`` of 0 refuses every request."""
+
     name: str
     rate: int
     period: float
     burst: int
     fail: str = "open"
     shadow: bool = False
+    space: str = ""
     wire: tuple[int, int] = field(init=False, repr=False, compare=False)  # (T, τ) in µs, as ``Limit.wire``
+    key_name: str = field(init=False, repr=False, compare=False)  # the name hashed into storage keys
 
     def __post_init__(self) -> None:
-        checked = Limit("check", self.rate, self.period, self.burst, 0, self.name)  # validates once, with the policy's name
-        object.__setattr__(self, "wire", checked.wire)
+        if self.rate == 0:  # "0/min": nothing is admitted; no state is ever read or written
+            wire = (0, 0)
+        else:
+            wire = Limit("check", self.rate, self.period, self.burst, 0, self.name).wire  # validates once, named
+        object.__setattr__(self, "wire", wire)
+        object.__setattr__(self, "key_name", f"{self.space}:{self.name}" if self.space else self.name)
+
+    @property
+    def refuses_all(self) -> bool:
+        return self.rate == 0
 
     def limit(self, identity: str, prefix: str, cost: int = 1) -> Limit:
-        key = storage_key(prefix, self.name, identity)
+        key = storage_key(prefix, self.key_name, identity)
         return Limit.trusted(key, self.rate, self.period, self.burst, cost, self.name, self.wire)
 
     @property
@@ -66,13 +83,19 @@ def parse_rate(text: Any, where: str) -> tuple[int, float, int]:
         raise ConfigurationError(f'{where} must be a rate like "100/min" or "10/s;burst=20", got {text!r}')
     count, multiple, unit, burst = match.groups()
     rate, period = int(count), int(multiple or 1) * _PERIODS[unit.lower()]
-    if rate < 1 or period < 1:
-        raise ConfigurationError(f"{where} must allow at least 1 request per period, got {text!r}")
+    if period < 1:
+        raise ConfigurationError(f"{where} must have a period of at least one second, got {text!r}")
+    if rate == 0:  # as in DRF and django-ratelimit: refuse everything (a burst would be meaningless)
+        if burst and int(burst) != 0:
+            raise ConfigurationError(f"{where}: a rate of 0 refuses every request and takes no burst, got {text!r}")
+        return 0, float(period), 0
+    if burst is not None and int(burst) < 1:
+        raise ConfigurationError(f"{where} must have a burst of at least 1, got {text!r}")
     return rate, float(period), int(burst) if burst else rate
 
 
-def policy(name: str, spec: Any, where: str, default_fail: str = "open") -> RatePolicy:
-    """A policy from a rate string or ``{"rate": ..., "fail": ..., "shadow": ...}``."""
+def policy(name: str, spec: Any, where: str, default_fail: str = "open", *, space: str = "") -> RatePolicy:
+    """A policy from a rate string or ``{"rate": ..., "fail": ..., "shadow": ...}``; ``space``: see ``RatePolicy``."""
     values = spec if isinstance(spec, dict) else {"rate": spec}
     unknown = sorted(set(values) - {"rate", "fail", "shadow"})
     if unknown:
@@ -81,12 +104,40 @@ def policy(name: str, spec: Any, where: str, default_fail: str = "open") -> Rate
     fail = values.get("fail", default_fail)
     if fail not in FAIL_MODES:
         raise ConfigurationError(f'{where} fail must be one of "open", "closed", "local", got {fail!r}')
-    return RatePolicy(name, rate, period, burst, fail, bool(values.get("shadow", False)))
+    return RatePolicy(name, rate, period, burst, fail, bool(values.get("shadow", False)), space)
 
 
 def normalise(identity: str) -> str:
-    """NFKC, case-folded, trimmed: "ÄLICE " and "älice" are one identity."""
-    return unicodedata.normalize("NFKC", identity).casefold().strip()
+    """One spelling per identity, applied before any key is built: NFKC, invisible format characters
+    (zero-width spaces and joiners, soft hyphens, bidi marks) removed, case-folded, trimmed, at most
+    ``MAX_IDENTITY`` characters. "ÄLICE ", "älice", "ａｌｉｃｅ" and "al\u200bice" are one identity.
+    Letters of other scripts that merely look alike stay distinct: the authentication backend sees
+    them as other users, so counting them apart lets no one past a limit."""
+    text = unicodedata.normalize("NFKC", identity[:MAX_RAW_IDENTITY])
+    if not text.isascii():
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+        text = unicodedata.normalize("NFKC", text.casefold())
+    return text.casefold().strip()[:MAX_IDENTITY]
+
+
+def identity_text(value: Any) -> str | None:
+    """A client-supplied identity (a username from a JSON or form body) as the text the authentication
+    backend will see, whatever its JSON type: DRF's ``CharField`` turns ``12345`` into ``"12345"``.
+    Lists, objects and booleans (refused by the serializer anyway) count as their JSON. Normalised;
+    None when empty."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    elif value is None:
+        return None
+    else:
+        try:
+            text = json.dumps(value, sort_keys=True, default=str)[:MAX_RAW_IDENTITY]
+        except (TypeError, ValueError, RecursionError):
+            text = type(value).__name__
+    text = normalise(text)
+    return text or None
 
 
 def storage_key(prefix: str, policy_name: str, identity: str) -> str:
@@ -130,7 +181,12 @@ class Limiter:
         whose name starts with ``check:`` is only looked at (cost 0): it refuses, it never consumes."""
         if not policies:
             return Decision(True, ())
-        limits = [p.limit(identity, prefix, 0 if p.name.startswith("check:") else cost) for p, identity in policies]
+        limits, refuse_all = [], False
+        for p, identity in policies:
+            limits.append(p.limit(identity, prefix, 0 if p.name.startswith("check:") else cost))
+            refuse_all = refuse_all or not p.rate
+        if refuse_all:  # a rate of 0 refuses without asking the store, and consumes nothing elsewhere
+            return self._report(Decision(False, tuple(_refused(limit) for limit in limits if not limit.rate)), policies)
         decision = self.local.hit(limits) if self.redis is None else self._remote(limits, policies)
         return self._report(decision, policies)
 
@@ -154,7 +210,7 @@ class Limiter:
     def penalise(self, rule: RatePolicy, identity: str, prefix: str, max_wait: float = 86_400.0) -> None:
         """Record one failure against ``rule`` for ``identity`` (progressive cool-off); never raises."""
         limit = rule.limit(identity, prefix, 0)
-        counter = storage_key(prefix, f"{rule.name}:failures", identity)
+        counter = storage_key(prefix, f"{rule.key_name}:failures", identity)
         window = int(max(rule.period * 24, 3600))
         if self.redis is not None:
             try:
@@ -166,7 +222,7 @@ class Limiter:
 
     def forgive(self, rule: RatePolicy, identity: str, prefix: str) -> None:
         """Clear ``identity``'s failures against ``rule`` (after a successful login)."""
-        keys = (rule.limit(identity, prefix, 0).key, storage_key(prefix, f"{rule.name}:failures", identity))
+        keys = (rule.limit(identity, prefix, 0).key, storage_key(prefix, f"{rule.key_name}:failures", identity))
         self.local.forget(*keys)
         if self.redis is not None:
             try:
@@ -186,4 +242,6 @@ class Limiter:
 
 
 def _refused(limit: Limit) -> LimitState:
-    return LimitState(limit, False, 0, CLOSED_RETRY_AFTER, CLOSED_RETRY_AFTER)
+    """A refusal without asking the store: fail-closed (retry in a second), or a rate of 0 (in a period)."""
+    wait = CLOSED_RETRY_AFTER if limit.rate else limit.period
+    return LimitState(limit, False, 0, wait, wait)

@@ -43,7 +43,7 @@ def _settings() -> dict[str, Any]:
         _state["settings"] = {
             "fail": fail,
             "ipv6_prefix": prefix,
-            "ip": policy("ip", raw["ip"], f'{PATH}["ip"]', fail) if raw.get("ip") else None,
+            "ip": policy("ip", raw["ip"], f'{PATH}["ip"]', fail, space="mw") if raw.get("ip") else None,
             "trusted": parse_networks(resilience_settings.TRUSTED_PROXIES),
         }
     return _state["settings"]  # type: ignore[no-any-return]
@@ -103,7 +103,8 @@ def route_policy(route: Route) -> RatePolicy | None:
         return None
     key = ("route", route.label)
     if key not in _state:
-        _state[key] = policy(f"route:{route.label}", route.rate, f'RESILIENCE["ROUTES"] {route.label} rate', _settings()["fail"])
+        where = f'RESILIENCE["ROUTES"] {route.label} rate'
+        _state[key] = policy(f"route:{route.label}", route.rate, where, _settings()["fail"], space="mw")
     return _state[key]  # type: ignore[no-any-return]
 
 

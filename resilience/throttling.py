@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
@@ -22,15 +23,20 @@ from . import ratelimits
 from .conf import resilience_settings
 from .core.gcra import Decision, LimitState
 from .exceptions import ConfigurationError
-from .limiter import RatePolicy, policy
+from .limiter import RatePolicy, identity_text, normalise, policy
 
 _DECISION = "_resilience_throttle_decision"
 
 
 class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
-    """Base: a scope (the rate's key in ``DEFAULT_THROTTLE_RATES``) and who is counted."""
+    """Base: a scope (the rate's key in ``DEFAULT_THROTTLE_RATES``) and who is counted.
+
+    As in DRF, a scope missing from ``DEFAULT_THROTTLE_RATES`` is ``ImproperlyConfigured`` (and the
+    system check ``resilience.E013``), never "no limit"; a scope set to ``None`` is unthrottled on
+    purpose; a ``rate`` attribute on a subclass is used instead of the settings."""
 
     scope: str = ""
+    rate: Any = None  # DRF's convention: a rate on the class wins over DEFAULT_THROTTLE_RATES[scope]
     default_fail: str | None = None  # None: RESILIENCE["RATE_LIMITS"]["fail"]
 
     def get_scope(self, view: Any) -> str:
@@ -38,19 +44,33 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
 
     def policies(self, request: Any, view: Any) -> list[tuple[RatePolicy, str]]:
         """(policy, identity) pairs this throttle adds to the request's decision; empty: does not apply."""
-        identity = self.identity(request, view)
-        rule = self.rate_policy(self.get_scope(view))
+        scope = self.get_scope(view)
+        if not scope and self.rate is None:
+            return []  # e.g. ScopedRateThrottle on a view without ``throttle_scope``: DRF lets it pass
+        rule = self.rate_policy(scope, self.rate)
+        identity = self.identity(request, view) if rule is not None else None
         return [] if identity is None or rule is None else [(rule, identity)]
 
     def identity(self, request: Any, view: Any) -> str | None:
         return ratelimits.client(request._request)
 
-    def rate_policy(self, scope: str) -> RatePolicy | None:
-        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-        if not scope or rates.get(scope) is None:
-            return None
+    def rate_policy(self, scope: str, rate: Any = None, *, required: bool = True) -> RatePolicy | None:
+        """The policy of ``scope`` (``rate``: the class's own). Missing: ``ImproperlyConfigured`` when
+        ``required``, else None; set to None in the settings: no limit."""
+        if rate is None:
+            rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+            if scope not in rates:
+                if required:
+                    raise ImproperlyConfigured(f"No default throttle rate set for '{scope}' scope")
+                return None
+            rate = rates[scope]
+            if rate is None:
+                return None
+            where = f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]'
+        else:
+            where = type(self).__qualname__
         fail = self.default_fail or ratelimits._settings()["fail"]
-        return policy(scope, rates[scope], f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]', fail)
+        return _policy(scope or type(self).__name__, rate, where, fail)
 
     def allow_request(self, request: Any, view: Any) -> bool:
         decision = _decide(request, view)
@@ -61,6 +81,20 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
     def wait(self) -> float | None:
         refusing: list[LimitState] = [s for s in getattr(self, "_states", []) if not s.allowed]
         return max((s.retry_after for s in refusing), default=None)
+
+
+_POLICIES: dict[tuple[str, str, str, str], RatePolicy] = {}
+
+
+def _policy(name: str, spec: Any, where: str, fail: str) -> RatePolicy:
+    """DRF's policies, parsed once per (name, rate, fail): rates come from settings and code, not clients."""
+    key = (name, repr(spec), where, fail)
+    rule = _POLICIES.get(key)
+    if rule is None:
+        if len(_POLICIES) > 1024:
+            _POLICIES.clear()
+        rule = _POLICIES[key] = policy(name, spec, where, fail, space="drf")
+    return rule
 
 
 def _decide(request: Any, view: Any) -> Decision:
@@ -125,12 +159,12 @@ class LoginRateThrottle(ResilienceThrottle):
         username = _username(request, self.username_field)
         cooloff = cooloff_policy()
         extra = [(cooloff, _pair(username, address))] if cooloff is not None and username is not None else []
-        wanted = [("login", address), ("login_global", "all")]
+        wanted = [("login", address, self.rate), ("login_global", "all", None)]
         if username is not None:  # no username in the body: counted per address and globally only
-            wanted += [("login_username", username), ("login_pair", _pair(username, address))]
+            wanted += [("login_username", username, None), ("login_pair", _pair(username, address), None)]
         pairs = []
-        for scope, identity in wanted:
-            rule = self.rate_policy(scope)
+        for scope, identity, rate in wanted:
+            rule = self.rate_policy(scope, rate, required=scope == "login")
             if rule is not None:
                 if rule.fail == "open":
                     raise ConfigurationError(f'{scope}: login limits never fail open; use "local" (default) or "closed"')
@@ -139,12 +173,12 @@ class LoginRateThrottle(ResilienceThrottle):
 
 
 def _username(request: Any, field: str) -> str | None:
+    """The username the authentication backend will see, normalised, whatever its JSON type."""
     try:
         data = request.data
     except Exception:  # noqa: BLE001 - malformed body: counted by address only; the view will refuse it
         return None
-    value = data.get(field) if hasattr(data, "get") else None
-    return value[:256] if isinstance(value, str) and value else None
+    return identity_text(data.get(field)) if hasattr(data, "get") else None
 
 
 COOLOFF = "check:login_cooloff"  # "check:": looked at in each decision, consumed only by failures
@@ -154,11 +188,12 @@ def cooloff_policy() -> RatePolicy | None:
     spec = (api_settings.DEFAULT_THROTTLE_RATES or {}).get("login_cooloff")
     if spec is None:
         return None
-    return policy(COOLOFF, spec, 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login_cooloff"]', "local")
+    return _policy(COOLOFF, spec, 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login_cooloff"]', "local")
 
 
-def _pair(username: str | None, address: str) -> str:
-    return f"{username}\x00{address}"
+def _pair(username: str, address: str) -> str:
+    """One key per (username, address): the username normalised first, so "victim " and "victim" meet."""
+    return f"{normalise(username)}\x00{address}"
 
 
 def _address(request: Any) -> str | None:
@@ -168,16 +203,16 @@ def _address(request: Any) -> str | None:
 
 def login_failed(request: Any, username: str | None) -> None:
     """Count a failed login of ``username`` from this request's client (progressive cool-off)."""
-    rule, address = cooloff_policy(), _address(request)
-    if rule is not None and address is not None and isinstance(username, str) and username:
-        ratelimits.limiter().penalise(rule, _pair(username[:256], address), resilience_settings.KEY_PREFIX)
+    rule, address, name = cooloff_policy(), _address(request), identity_text(username)
+    if rule is not None and address is not None and name is not None:
+        ratelimits.limiter().penalise(rule, _pair(name, address), resilience_settings.KEY_PREFIX)
 
 
 def login_succeeded(request: Any, username: str | None) -> None:
     """Clear the cool-off of ``username`` from this request's client."""
-    rule, address = cooloff_policy(), _address(request)
-    if rule is not None and address is not None and isinstance(username, str) and username:
-        ratelimits.limiter().forgive(rule, _pair(username[:256], address), resilience_settings.KEY_PREFIX)
+    rule, address, name = cooloff_policy(), _address(request), identity_text(username)
+    if rule is not None and address is not None and name is not None:
+        ratelimits.limiter().forgive(rule, _pair(name, address), resilience_settings.KEY_PREFIX)
 
 
 def _on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
@@ -195,3 +230,39 @@ def connect_signals() -> None:
 
     user_login_failed.connect(_on_login_failed, dispatch_uid="resilience.login_failed")
     user_logged_in.connect(_on_logged_in, dispatch_uid="resilience.logged_in")
+
+
+def throttle_problems(view_classes: Any) -> list[str]:
+    """What ``resilience.E013`` reports: every resilience throttle in ``DEFAULT_THROTTLE_CLASSES`` or on
+    one of ``view_classes`` whose scope has no rate (DRF would raise at the first request), or whose
+    ``rate`` attribute does not parse."""
+    from django.utils.module_loading import import_string
+
+    rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+    defaults = [import_string(c) if isinstance(c, str) else c for c in api_settings.DEFAULT_THROTTLE_CLASSES or ()]
+    uses = [("REST_FRAMEWORK[\"DEFAULT_THROTTLE_CLASSES\"]", None, c) for c in defaults]
+    for view in view_classes:
+        for throttle in getattr(view, "throttle_classes", None) or ():
+            uses.append((f"{view.__module__}.{view.__qualname__}", view, throttle))
+    problems, seen = [], set()
+    for where, view, throttle in uses:
+        if not (isinstance(throttle, type) and issubclass(throttle, ResilienceThrottle)):
+            continue
+        if throttle.rate is not None:
+            try:
+                policy(throttle.__name__, throttle.rate, f"{throttle.__qualname__}")
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+            continue
+        if issubclass(throttle, ScopedRateThrottle):
+            scope = getattr(view, "throttle_scope", "") if view is not None else ""
+        else:
+            scope = throttle.scope
+        if scope and scope not in rates and (where, scope) not in seen:
+            seen.add((where, scope))
+            problems.append(
+                f"{where} uses {throttle.__name__} with scope {scope!r}, which has no rate in "
+                'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (set it, or None for no limit)'
+            )
+    return problems
+

@@ -22,10 +22,13 @@ def test_rates_in_drf_syntax_with_an_optional_burst(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "100", "100/", "0/min", "-1/min", "1/week", "1/0s", "1e3/min", "१०/min", None, 5, "1/min;burst=x"]
-)
+    "text",
+    ["", "100", "100/", "-1/min", "1/week", "1/0s", "1e3/min", "१०/min", None, 5, "1/min;burst=x", "1/min;burst=0",
+     "0/min;burst=3"],
+)  # fmt: skip
 def test_malformed_rates_are_a_clear_error(text):
-    with pytest.raises(ConfigurationError, match="must be a rate like|at least 1 request"):
+    expected = "must be a rate like|burst of at least 1|takes no burst|period of at least one second"
+    with pytest.raises(ConfigurationError, match=expected):
         parse_rate(text, 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["ip"]')
 
 
@@ -117,3 +120,59 @@ def test_long_hostile_identities_are_hashed_but_never_kept_in_the_key_cache():
     before = _cached_key.cache_info().currsize
     assert storage_key("pfx", "login:user", "x" * 10_000) == storage_key("pfx", "login:user", "X" * 10_000)
     assert _cached_key.cache_info().currsize == before
+
+
+def test_a_rate_of_zero_refuses_everything_without_consuming_other_limits():
+    """DRF and django-ratelimit read "0/min" as "refuse everything"; so does this limiter."""
+    assert parse_rate("0/min", "x") == (0, 60.0, 0)
+    limiter = Limiter(None)
+    closed, other = policy("ip", "0/min", "x"), policy("tenant", "1/min", "x")
+    decision = limiter.hit([(other, "t"), (closed, "1.2.3.4")], "pfx")
+    assert not decision.allowed and decision.retry_after == 60.0
+    assert limiter.hit([(other, "t")], "pfx").allowed  # the refused request consumed nothing from "tenant"
+
+
+def test_policies_configured_in_different_places_never_share_a_key():
+    middleware, drf = policy("ip", "1000/min", "x", space="mw"), policy("ip", "100/min", "x", space="drf")
+    assert middleware.limit("1.2.3.4", "pfx").key != drf.limit("1.2.3.4", "pfx").key
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("victim3", "victim3"),
+        ("victim3" + " " * 60, "victim3"),
+        ("\tVICTIM3\n", "victim3"),
+        ("ｖｉｃｔｉｍ３", "victim3"),  # fullwidth: NFKC
+        ("vic\u200btim3", "victim3"),  # zero-width space
+        ("vic\u00adtim3\u200d", "victim3"),  # soft hyphen, zero-width joiner
+        ("\u202evictim3", "victim3"),  # right-to-left override
+        ("VİCTİM3".replace("İ", "I"), "victim3"),
+        ("Straße", "strasse"),  # case folding, not lower()
+        (12345, "12345"),  # a JSON number: DRF's CharField makes it "12345"
+        (12.5, "12.5"),
+        (["victim3"], '["victim3"]'),  # refused by the serializer; still counted, as its JSON
+        ({"a": 1}, '{"a": 1}'),
+        (True, "true"),
+        (None, None),
+        ("", None),
+        ("   ", None),
+    ],
+)
+def test_identities_are_normalised_the_same_way_whatever_their_json_type(value, expected):
+    from resilience.limiter import identity_text
+
+    assert identity_text(value) == expected
+
+
+def test_look_alike_letters_of_other_scripts_stay_distinct_identities():
+    from resilience.limiter import identity_text
+
+    assert identity_text("vісtim3") != identity_text("victim3")  # Cyrillic і and с: another user to the backend
+
+
+def test_very_long_identities_are_bounded_before_any_work():
+    from resilience.limiter import MAX_IDENTITY, identity_text
+
+    assert len(identity_text("x" * 10_000_000)) == MAX_IDENTITY
+    assert len(identity_text(["y" * 100_000])) <= MAX_IDENTITY

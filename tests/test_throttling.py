@@ -3,6 +3,7 @@
 import base64
 import json
 import threading
+import time
 
 import pytest
 import redis
@@ -198,3 +199,136 @@ def test_drf_429s_carry_the_ratelimit_headers_when_the_middleware_is_installed(d
     assert refused["RateLimit-Policy"] == '"ip";q=5;w=60'
     assert refused["RateLimit"].startswith('"ip";r=0;t=')
     assert 1 <= int(refused["Retry-After"]) <= 12  # DRF's own, kept
+
+
+# -- every policy counts in its own key space (the README's settings, verbatim) ----------------------
+@pytest.mark.django_db(transaction=True)
+def test_the_readmes_middleware_and_drf_ip_limits_each_admit_what_they_say(settings, key_prefix):
+    """The README's settings: middleware "ip" 1000/min;burst=200 and DRF "ip" 100/min. They once shared
+    a key, and one client was admitted 19 requests instead of 100."""
+    from .readme import settings_from
+
+    readme = settings_from("## Rate limiting")
+    settings.ROOT_URLCONF = "tests.urls_drf"
+    settings.MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "resilience.middleware.ResilienceMiddleware"]
+    settings.REST_FRAMEWORK = readme["REST_FRAMEWORK"]
+    settings.RESILIENCE = {
+        **readme["RESILIENCE"], "HISTORY": False, "REDIS": django_settings.TEST_REDIS_URL, "KEY_PREFIX": key_prefix,
+    }  # fmt: skip
+    assert readme["RESILIENCE"]["RATE_LIMITS"]["ip"] == "1000/min;burst=200"
+    assert readme["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]["ip"] == "100/min"
+    def admitted_before_the_first_429(address, path, status):
+        client, started = Client(REMOTE_ADDR=address), time.monotonic()
+        for n in range(400):
+            code = client.get(path).status_code
+            if code == 429:
+                return n, time.monotonic() - started
+            assert code == status
+        raise AssertionError("never refused")
+
+    drf, took = admitted_before_the_first_429("198.51.100.90", "/api/ip/", 200)
+    assert 100 <= drf <= 100 + took / 0.6 + 1  # DRF's 100/min: its burst of 100, plus what refilled meanwhile
+    middleware, took = admitted_before_the_first_429("198.51.100.91", "/plain/", 404)
+    assert 200 <= middleware <= 200 + took / 0.06 + 1  # the middleware's 1000/min;burst=200
+
+
+# -- a typo never means "no limit" ----------------------------------------------------------------
+def test_a_throttle_scope_without_a_rate_is_improperly_configured_as_in_drf(drf, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"ip": "5/min", "tenant": "5/min"}}  # the view's "search": missing
+    with pytest.raises(ImproperlyConfigured, match="No default throttle rate set for 'search' scope"):
+        Client(REMOTE_ADDR="198.51.100.92").get("/api/stacked/")
+
+
+def test_a_scope_set_to_none_is_unthrottled_on_purpose(drf, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"ip": None}}
+    assert {Client(REMOTE_ADDR="198.51.100.93").get("/api/ip/").status_code for _ in range(20)} == {200}
+
+
+def test_a_rate_attribute_on_a_throttle_class_is_used(drf):
+    codes = [Client(REMOTE_ADDR="198.51.100.94").get("/api/class-rate/").status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]  # ClassRate.rate = "2/min", whatever the settings say
+
+
+def test_a_rate_of_zero_refuses_every_request(drf, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"ip": "0/min"}}
+    refused = Client(REMOTE_ADDR="198.51.100.95").get("/api/ip/")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) == 60
+
+
+def test_a_missing_rate_is_a_system_check_error(drf, settings):
+    from django.core.checks import run_checks
+
+    settings.REST_FRAMEWORK = {
+        "DEFAULT_THROTTLE_CLASSES": ["resilience.throttling.TenantRateThrottle"],
+        "DEFAULT_THROTTLE_RATES": {"ip": "5/min", "login": "5/min"},
+    }
+    errors = [m for m in run_checks() if m.id == "resilience.E013"]
+    messages = " | ".join(m.msg for m in errors)
+    assert "'tenant'" in messages  # DEFAULT_THROTTLE_CLASSES
+    assert "'search'" in messages and "tests.urls_drf.Stacked" in messages  # a view's throttle_scope
+    assert "'ip'" not in messages and "'login'" not in messages
+
+
+def test_a_malformed_class_rate_is_a_system_check_error(drf, settings):
+    from django.core.checks import run_checks
+
+    from .urls_drf import ClassRateThrottle
+
+    ClassRateThrottle.rate = "2/fortnight"
+    try:
+        errors = [m for m in run_checks() if m.id == "resilience.E013"]
+    finally:
+        ClassRateThrottle.rate = "2/min"
+    assert any("ClassRateThrottle rate must be a rate like" in m.msg for m in errors), errors
+
+
+# -- login limits count the identity the backend will see ---------------------------------------------
+@pytest.fixture
+def obtain_token(settings, key_prefix):
+    settings.ROOT_URLCONF = "tests.urls_live"
+    settings.REST_FRAMEWORK = {
+        "DEFAULT_THROTTLE_RATES": {"login": "1000/min", "login_pair": "5/15min", "login_cooloff": "1/min;burst=3"}
+    }
+    settings.RESILIENCE = {"HISTORY": False, "REDIS": django_settings.TEST_REDIS_URL, "KEY_PREFIX": key_prefix}
+
+
+def obtain(client, username, password="wrong"):
+    return client.post("/api-token-auth/", {"username": username, "password": password}, format="json")
+
+
+def test_trailing_space_variants_of_a_username_share_its_limits_through_obtain_auth_token(obtain_token):
+    User.objects.create_user("victim3", password="right")
+    attacker = APIClient(REMOTE_ADDR="198.51.100.96")
+    codes = [obtain(attacker, "victim3" + " " * n).status_code for n in range(40) for _ in range(5)]
+    assert codes.count(400) <= 5 and codes.count(429) >= 195  # once 200 wrong passwords got through
+    assert obtain(attacker, "victim3" + " " * 60, "right").status_code == 429
+
+
+def test_a_json_number_username_is_counted_like_its_text(obtain_token):
+    User.objects.create_user("12345", password="right")
+    attacker = APIClient(REMOTE_ADDR="198.51.100.97")
+    codes = [obtain(attacker, 12345).status_code for _ in range(100)]
+    assert codes.count(400) <= 5 and codes.count(429) >= 95  # once 100 of 100 got through
+    assert obtain(attacker, "12345", "right").status_code == 429  # the number and the text are one identity
+
+
+@pytest.mark.parametrize("variant", ["ＶＩＣＴＩＭ4", "victim4\u200b", "\tVictim4 ", "vic\u00adtim4"])
+def test_spelling_variants_share_the_limit_of_the_username(obtain_token, variant):
+    User.objects.create_user("victim4", password="right")
+    attacker = APIClient(REMOTE_ADDR="198.51.100.98")
+    for _ in range(5):
+        obtain(attacker, "victim4")
+    assert obtain(attacker, variant).status_code == 429
+
+
+def test_a_look_alike_of_another_script_is_another_user_and_gets_no_token(obtain_token):
+    User.objects.create_user("victim5", password="right")
+    assert obtain(APIClient(REMOTE_ADDR="198.51.100.99"), "vісtim5", "right").status_code == 400  # Cyrillic і, с
+
+
+@pytest.mark.parametrize("username", [["victim6"], {"u": "victim6"}, True, "x" * 100_000, None])
+def test_hostile_username_types_get_a_clean_answer(obtain_token, username):
+    response = obtain(APIClient(REMOTE_ADDR="198.51.100.100"), username)
+    assert response.status_code == 400

@@ -22,6 +22,17 @@ class Stacked(APIView):
         return Response({"ok": True})
 
 
+class ClassRateThrottle(IPRateThrottle):
+    rate = "2/min"  # DRF's convention: the class's own rate
+
+
+class ClassRate(APIView):
+    throttle_classes = [ClassRateThrottle]
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
 class Login(APIView):
     throttle_classes = [LoginRateThrottle]
     authentication_classes = []
@@ -41,4 +52,5 @@ urlpatterns = [
     path("api/ip/", IPOnly.as_view()),
     path("api/stacked/", Stacked.as_view()),
     path("api/login/", Login.as_view()),
+    path("api/class-rate/", ClassRate.as_view()),
 ]
