@@ -29,7 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class LiveServer:
     def __init__(
-        self, overrides: dict[str, Any], *, workers: int = 2, threads: int = 1, timeout: int = 30, env: dict[str, str] | None = None
+        self,
+        overrides: dict[str, Any],
+        *,
+        workers: int = 2,
+        threads: int = 1,
+        timeout: int = 30,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.overrides, self.workers, self.threads, self.timeout = overrides, workers, threads, timeout
         self.extra_env = env or {}
