@@ -130,8 +130,7 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         ratelimits._state.pop("settings", None)
         ratelimits._settings()
         table = RouteTable(resilience_settings.ROUTES)
-        routes = [*table.by_name.values(), *table.exact.values(), *(p[2] for p in table.patterns)]
-        for route in routes:
+        for route in table.all_routes():
             if route.rate is not None:
                 policy("route", route.rate, f'RESILIENCE["ROUTES"] {route.label} rate')
         rest = getattr(settings, "REST_FRAMEWORK", {}) or {}

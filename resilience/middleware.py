@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings as django_settings
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from . import streams
 from .conf import on_reload, resilience_settings
 from .context import current_request
 from .core.deadline import deadline
@@ -24,6 +27,7 @@ from .exceptions import CircuitOpenError, DeadlineExceeded
 from .routes import Route, RouteTable
 
 _table: RouteTable | None = None
+PREREAD_MAX = 2_621_440  # bytes read before a permit when DATA_UPLOAD_MAX_MEMORY_SIZE is None (Django's default)
 UNROUTED = Route(label="unrouted", trust_timeout_header=False)
 AdmissionCheck = Callable[[HttpRequest, Route], "HttpResponse | None"]
 admission_checks: list[AdmissionCheck] = []
@@ -104,6 +108,23 @@ def _timed_out(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"detail": "The request took too long."}, status=504)
 
 
+def _body_read_first(request: HttpRequest) -> bool:
+    """Under WSGI, read a small body before taking a permit: a client that sends one byte a second
+    then holds a worker thread (a buffering proxy must protect those), but never a route's permit.
+    ASGI servers hand Django the whole body first. False when the client broke off mid-body."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return True  # Django refuses it its own way
+    limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE or PREREAD_MAX
+    if 0 < length <= limit:
+        try:
+            request.body  # noqa: B018 - cached on the request for the view
+        except OSError:  # UnreadablePostError: the client went away
+            return False
+    return True
+
+
 def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
     """The request's route (also set as ``request.resilience_route``), and the response that refuses
     it: 503 when the route's bulkhead is full, or an admission check's answer. Else a permit is held."""
@@ -113,13 +134,14 @@ def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
             return None, None
         route = UNROUTED  # no deadline, no bulkhead; the admission checks (IP limit) still apply
     request.resilience_route = route  # type: ignore[attr-defined]
-    if route.bulkhead is not None and not route.bulkhead.try_acquire():
+    if route.bulkheads and isinstance(request, WSGIRequest) and not _body_read_first(request):
+        return route, JsonResponse({"detail": "The request body could not be read."}, status=400)
+    if route.bulkheads and not route.try_enter():
         return route, _overloaded(route)
     for check in admission_checks:
         refused = check(request, route)
         if refused is not None:
-            if route.bulkhead is not None:
-                route.bulkhead.release()
+            route.leave()
             return route, refused
     return route, None
 
@@ -139,26 +161,36 @@ def _with_rate_headers(request: HttpRequest, response: Any) -> Any:
 
 
 class _Bounded:
-    """Around the rest of the stack: the route's deadline; afterwards the bulkhead permit back."""
+    """Around the rest of the stack: the route's deadline and its permits. They end when the response
+    is complete: at once for an ordinary response, when the server closes it for a streaming one."""
 
-    __slots__ = ("route", "deadline")
+    __slots__ = ("route", "deadline", "handed_over")
 
     def __init__(self, route: Route, request: HttpRequest) -> None:
         self.route = route
         seconds = _timeout(route, request)
         self.deadline = deadline(seconds) if seconds is not None else None
+        self.handed_over = False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _Bounded:
         if self.deadline is not None:
             self.deadline.__enter__()
+        return self
+
+    def finish(self, response: Any) -> Any:
+        if getattr(response, "streaming", False) and (self.route.bulkheads or self.deadline is not None):
+            at = self.deadline.at if self.deadline is not None else None
+            streams.guard(response, self.route.leave, at, self.route.label)
+            self.handed_over = True
+        return response
 
     def __exit__(self, *exc: Any) -> None:
         try:
             if self.deadline is not None:
                 self.deadline.__exit__(*exc)
         finally:
-            if self.route.bulkhead is not None:
-                self.route.bulkhead.release()
+            if not self.handed_over:
+                self.route.leave()
 
 
 class ResilienceMiddleware:
@@ -188,8 +220,8 @@ class ResilienceMiddleware:
             return refused
         if route is None:
             return _with_rate_headers(request, self.get_response(request))
-        with _Bounded(route, request):
-            return _with_rate_headers(request, self.get_response(request))
+        with _Bounded(route, request) as bounded:
+            return _with_rate_headers(request, bounded.finish(self.get_response(request)))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         token = current_request.set(request)
@@ -208,8 +240,8 @@ class ResilienceMiddleware:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         if route is None:
             return _with_rate_headers(request, await get_response(request))
-        with _Bounded(route, request):
-            return _with_rate_headers(request, await get_response(request))
+        with _Bounded(route, request) as bounded:
+            return _with_rate_headers(request, bounded.finish(await get_response(request)))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DeadlineExceeded):

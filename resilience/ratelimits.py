@@ -98,14 +98,15 @@ def tenant(request: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def route_policy(route: Route) -> RatePolicy | None:
-    if route.rate is None:
-        return None
-    key = ("route", route.label)
-    if key not in _state:
-        where = f'RESILIENCE["ROUTES"] {route.label} rate'
-        _state[key] = policy(f"route:{route.label}", route.rate, where, _settings()["fail"], space="mw")
-    return _state[key]  # type: ignore[no-any-return]
+def route_policies(route: Route) -> list[RatePolicy]:
+    """The per-client limits of every matching route (``route.rates``: each counted under its route)."""
+    policies = []
+    for label, rate in route.rates:
+        key = ("route", label)
+        if key not in _state:
+            _state[key] = policy(f"route:{label}", rate, f'RESILIENCE["ROUTES"] {label} rate', _settings()["fail"], space="mw")
+        policies.append(_state[key])
+    return policies
 
 
 def headers(decision: Decision, policies: list[RatePolicy]) -> dict[str, str]:
@@ -140,7 +141,7 @@ def may_block() -> bool:
 def admission_check(request: HttpRequest, route: Route) -> JsonResponse | None:
     """The middleware's limits, before authentication: per client address, and per client on the route."""
     settings = _settings()
-    policies = [p for p in (settings["ip"], route_policy(route)) if p is not None]
+    policies = [settings["ip"], *route_policies(route)] if settings["ip"] is not None else route_policies(route)
     if not policies:
         return None
     who = client(request)

@@ -68,7 +68,7 @@ class LiveServer:
             try:
                 requests.get(self.url + "/__ready__/", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 time.sleep(0.1)
         self.__exit__()
         raise RuntimeError(f"gunicorn did not start: {self.output()[-3000:]}")

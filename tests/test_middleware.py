@@ -175,7 +175,7 @@ def test_the_resolved_route_cache_is_bounded():
     table = route_table()
     for n in range(RESOLVE_CACHE_SIZE + 10):
         table.match(f"/no/such/{n}/")
-    assert len(table._resolved) <= RESOLVE_CACHE_SIZE
+    assert len(table._matched) <= RESOLVE_CACHE_SIZE
 
 
 def test_admission_checks_can_refuse_a_request_and_the_bulkhead_permit_comes_back():
