@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.entra
     "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
     "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
+    "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for
+    "HTTP_MAX_HOST_BREAKERS": 100,  # host breakers per ResilientSession breaker_prefix and process; later hosts share one
     "SIGNING_KEY": None,  # HMAC key sealing shared values read back from Redis; None: derived from SECRET_KEY
 }
 ROOT = "RESILIENCE"
@@ -102,6 +104,10 @@ class ResilienceSettings:
                 f"got {values['TIMEOUT_HEADERS']!r}"
             )
         _positive("TIMEOUT_HEADER_FLOOR", values["TIMEOUT_HEADER_FLOOR"], 60)
+        for key, high in (("FALLBACK_MAX_STALE_KEYS", 1_000_000), ("HTTP_MAX_HOST_BREAKERS", 100_000)):
+            bound = values[key]
+            if isinstance(bound, bool) or not isinstance(bound, int) or not 0 < bound <= high:
+                raise ConfigurationError(f'{ROOT}["{key}"] must be a whole number from 1 to {high}, got {bound!r}')
         signing_key = values["SIGNING_KEY"]
         if signing_key is not None and (not isinstance(signing_key, str) or len(signing_key) < 32):
             raise ConfigurationError(f'{ROOT}["SIGNING_KEY"] must be None or a string of at least 32 characters')

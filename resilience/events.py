@@ -24,6 +24,11 @@ _LEVELS = {
     "store_unavailable": logging.WARNING,
     "provider_unavailable": logging.WARNING,
     "unavailable": logging.WARNING,
+    "dropped": logging.WARNING,  # history records lost from a full queue
+    "not_storable": logging.WARNING,  # a fallback's value cannot be kept stale
+    "stale_full": logging.WARNING,  # a fallback reached its max_stale_keys
+    "host_overflow": logging.WARNING,  # ResilientSession reached max_host_breakers
+    "stream_deadline_exceeded": logging.WARNING,
 }
 _TAGGED_FIELDS = ("new_state", "state")
 _PLAIN = re.compile(r"[A-Za-z0-9_.:@-]+")
@@ -76,8 +81,10 @@ def emit(event: Event) -> None:
         structured = {"area": event.area, "kind": event.kind, "name": event.name, **event.fields}
         logger.log(level, format_line(event), extra={"resilience": structured})
     tags = {"name": event.name[:200], **{k: str(event.fields[k]) for k in _TAGGED_FIELDS if k in event.fields}}
+    count = event.fields.get("count", 1)  # a summary of n occurrences (``count=n``) adds n
+    value = float(count) if isinstance(count, (int, float)) and not isinstance(count, bool) else 1.0
     for sink in sinks():
         try:
-            sink.increment(f"resilience.{event.area}.{event.kind}", 1.0, tags)
+            sink.increment(f"resilience.{event.area}.{event.kind}", value, tags)
         except Exception as exc:  # noqa: BLE001
             _internal.error("metrics sink %r failed: %s", sink, type(exc).__name__)

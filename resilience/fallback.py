@@ -22,7 +22,7 @@ from typing import Any
 
 from .conf import on_reload, resilience_settings
 from .context import scope_key
-from .core.fallback import DEFAULT_MAX_STALE_KEYS, NO_DEFAULT, FallbackChain, FallbackPolicy, StaleNotices, StaleStore
+from .core.fallback import NO_DEFAULT, FallbackChain, FallbackPolicy, StaleNotices, StaleStore
 from .core.wrapping import decorate
 from .events import emit
 from .storage.stale import MemoryStaleStore, RedisStaleStore
@@ -46,8 +46,8 @@ on_reload(_store.clear)
 
 
 def default_max_stale_keys() -> int:
-    """``RESILIENCE["FALLBACK_MAX_STALE_KEYS"]`` once ``conf`` knows it (it validates it), else the default."""
-    return int(resilience_settings.values.get("FALLBACK_MAX_STALE_KEYS", DEFAULT_MAX_STALE_KEYS))
+    """``RESILIENCE["FALLBACK_MAX_STALE_KEYS"]`` (validated by ``conf``)."""
+    return int(resilience_settings.FALLBACK_MAX_STALE_KEYS)
 
 
 def fallback(

@@ -33,7 +33,7 @@ _lock = threading.Lock()
 
 class DropReport:
     """Counts records dropped from a full queue and reports them as ``Event("history", "dropped",
-    "CircuitEvent", {"dropped": n, "total": t})``: the first drop at once, later ones summed into at
+    "CircuitEvent", {"count": n, "total": t})``: the first drop at once, later ones summed into at
     most one report per ``every`` seconds (``report()`` sends what is due; ``force`` sends it now)."""
 
     def __init__(
@@ -65,7 +65,7 @@ class DropReport:
         now = self._clock()
         if not self.pending or not force and self._reported_at is not None and now - self._reported_at < self._every:
             return None
-        event = Event("history", "dropped", "CircuitEvent", {"dropped": self.pending, "total": self.total, "queue": QUEUE_SIZE})
+        event = Event("history", "dropped", "CircuitEvent", {"count": self.pending, "total": self.total, "queue": QUEUE_SIZE})
         self.pending, self._reported_at = 0, now
         return event
 

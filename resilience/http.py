@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .classifiers import HTTP_RETRYABLE_STATUS
-from .conf import resilience_settings
+from .conf import DEFAULTS, resilience_settings
 from .core.deadline import bounded, remaining
 from .decorators import circuit_breaker
 from .events import Event, emit
@@ -32,7 +32,7 @@ from .registry import breakers
 from .retry import retry
 
 TIMEOUT_HEADER = "X-Request-Timeout"
-DEFAULT_MAX_HOST_BREAKERS = 100  # per breaker prefix and process; a breaker costs ~3 kB
+DEFAULT_MAX_HOST_BREAKERS = DEFAULTS["HTTP_MAX_HOST_BREAKERS"]  # per breaker prefix and process; a breaker costs ~3 kB
 MAX_HOST_BREAKERS = 100_000
 
 
@@ -70,8 +70,8 @@ host_breakers = HostBreakers()
 
 
 def default_max_host_breakers() -> int:
-    """``RESILIENCE["HTTP_MAX_HOST_BREAKERS"]`` once ``conf`` knows it (it validates it), else the default."""
-    return int(resilience_settings.values.get("HTTP_MAX_HOST_BREAKERS", DEFAULT_MAX_HOST_BREAKERS))
+    """``RESILIENCE["HTTP_MAX_HOST_BREAKERS"]`` (validated by ``conf``)."""
+    return int(resilience_settings.HTTP_MAX_HOST_BREAKERS)
 
 
 class _StatusFailure(requests.HTTPError):
