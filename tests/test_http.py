@@ -207,3 +207,14 @@ def test_a_malformed_host_bound_is_refused(bad):
 
     with pytest.raises(ConfigurationError, match="max_host_breakers"):
         ResilientSession(max_host_breakers=bad)
+
+
+def test_requests_cut_off_by_the_callers_deadline_never_open_the_hosts_breaker(server):
+    session = ResilientSession(timeout=5)
+    url = server.url("/200/sleep0.3")
+    for _ in range(8):  # twice minimum_calls, every one cut by the deadline
+        with deadline(0.05), pytest.raises(DeadlineExceeded):
+            session.get(url)
+    breaker = breakers.get(session.breaker_for(url))
+    assert breaker.state == "closed" and breaker.local_stats().calls == 0
+    assert session.get(url).status_code == 200  # everyone else still reaches the host

@@ -119,3 +119,13 @@ def test_the_breaker_opens_when_redis_is_down_and_rejects_without_waiting(cache,
 ])  # fmt: skip
 def test_only_idempotent_commands_are_retryable(args, expected):
     assert is_idempotent(args) is expected
+
+
+def test_commands_cut_off_by_the_callers_deadline_never_open_the_servers_breaker(cache):
+    client = cache.client.get_client()
+    for _ in range(6):  # twice minimum_calls
+        with deadline(0.05), pytest.raises(DeadlineExceeded):
+            client.blpop(["empty-list"], timeout=5)
+    assert breakers.get(client.breaker_name).state == "closed"
+    assert breakers.get(client.breaker_name).local_stats().calls == 0
+    assert cache.get("anything") is None  # still served
