@@ -115,6 +115,21 @@ def _fresh_registry() -> Iterator[None]:
     breakers.reload()
 
 
+@pytest.fixture
+def events() -> Iterator[list[Any]]:
+    """Every event emitted during the test, in order (``resilience.signals.event_emitted``)."""
+    from resilience.signals import event_emitted
+
+    seen: list[Any] = []
+
+    def receive(sender: Any, event: Any, **kwargs: Any) -> None:
+        seen.append(event)
+
+    event_emitted.connect(receive, weak=False)
+    yield seen
+    event_emitted.disconnect(receive)
+
+
 # -- browser: headless Chromium (Debian chromium + chromium-driver) -----------------------------
 @pytest.fixture(scope="module")
 def _chromium() -> Iterator[WebDriver]:

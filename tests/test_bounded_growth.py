@@ -5,7 +5,6 @@ from django.conf import settings as django_settings
 
 from resilience import fallback
 from resilience.context import current_request
-from resilience.signals import event_emitted
 
 pytestmark = pytest.mark.django_db
 
@@ -21,18 +20,6 @@ def on_either(request, settings, key_prefix):
     if request.param == "redis":
         settings.RESILIENCE["REDIS"] = django_settings.TEST_REDIS_URL
     return request.param
-
-
-@pytest.fixture
-def events():
-    seen = []
-
-    def receive(sender, event, **kwargs):
-        seen.append(event)
-
-    event_emitted.connect(receive, weak=False)
-    yield seen
-    event_emitted.disconnect(receive)
 
 
 def redis_keys(client, prefix):

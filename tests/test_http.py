@@ -115,20 +115,6 @@ def test_the_http_policys_attempt_timeout_bounds_each_attempt(server, settings):
 
 
 # -- hosts chosen by clients cannot grow the breaker registry ----------------------------------------
-@pytest.fixture
-def events():
-    from resilience.signals import event_emitted
-
-    seen = []
-
-    def receive(sender, event, **kwargs):
-        seen.append(event)
-
-    event_emitted.connect(receive, weak=False)
-    yield seen
-    event_emitted.disconnect(receive)
-
-
 def refused_hosts(count):
     """``count`` distinct scheme://host:port origins on this machine, none of them listening."""
     ports = set()
