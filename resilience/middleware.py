@@ -23,7 +23,7 @@ from .core.deadline import deadline
 from .core.event import Event
 from .core.timeout_header import parse_grpc, parse_seconds
 from .events import emit
-from .exceptions import CircuitOpenError, DeadlineExceeded
+from .exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
 from .routes import Route, RouteTable
 
 _table: RouteTable | None = None
@@ -88,24 +88,31 @@ def _timeout(route: Route, request: HttpRequest) -> float | None:
     return route.timeout if caller is None else min(caller, route.timeout)
 
 
+def quiet(response: Any) -> Any:
+    """Keep ``django.request`` from logging one of the library's own 429/503/504 answers (an ERROR line
+    per request during an outage): the library's event is its log line, and that one is summarised."""
+    response._has_been_logged = True  # the flag Django's log_response() checks
+    return response
+
+
 def _overloaded(route: Route) -> HttpResponse:
     emit(Event("middleware", "shed", route.label, {"max_concurrency": route.max_concurrency}))
     response = JsonResponse({"detail": "The service is busy. Try again shortly."}, status=503)
     response["Retry-After"] = str(route.retry_after)
-    return response
+    return quiet(response)
 
 
 def _unavailable(exc: CircuitOpenError) -> HttpResponse:
     """A critical feature's dependency is failing: a clear 503, no internals, and when to retry."""
     response = JsonResponse({"detail": "A service this page needs is unavailable. Try again shortly."}, status=503)
     response["Retry-After"] = str(max(math.ceil(exc.retry_after), 1)) if exc.retry_after is not None else "60"
-    return response
+    return quiet(response)
 
 
-def _timed_out(request: HttpRequest) -> HttpResponse:
+def _timed_out(request: HttpRequest, kind: str = "deadline_exceeded") -> HttpResponse:
     route = getattr(request, "resilience_route", None)
-    emit(Event("middleware", "deadline_exceeded", route.label if route else "default", {"path": request.path[:200]}))
-    return JsonResponse({"detail": "The request took too long."}, status=504)
+    emit(Event("middleware", kind, route.label if route else "default", {}))
+    return quiet(JsonResponse({"detail": "The request took too long."}, status=504))
 
 
 def _body_read_first(request: HttpRequest) -> bool:
@@ -154,6 +161,8 @@ def _with_rate_headers(request: HttpRequest, response: Any) -> Any:
             from .ratelimits import headers
 
             decision, policies = stored
+            if not decision.allowed:  # refused by one of ours: its event is the log line
+                quiet(response)
             for name, value in headers(decision, policies).items():
                 if name not in response:
                     response[name] = value
@@ -246,6 +255,8 @@ class ResilienceMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DeadlineExceeded):
             return _timed_out(request)
+        if isinstance(exception, CallTimeout):  # a breaker's own timeout: the dependency was too slow
+            return _timed_out(request, "call_timeout")
         if isinstance(exception, CircuitOpenError):
             return _unavailable(exception)
         return None

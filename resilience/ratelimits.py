@@ -125,6 +125,7 @@ def too_many_requests(decision: Decision, policies: list[RatePolicy]) -> JsonRes
     response = JsonResponse({"detail": "Too many requests. Try again later."}, status=429)
     for name, value in headers(decision, policies).items():
         response[name] = value
+    response._has_been_logged = True  # type: ignore[attr-defined] # the ratelimit event is the log line (summarised)
     return response
 
 

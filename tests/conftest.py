@@ -115,6 +115,16 @@ def _fresh_registry() -> Iterator[None]:
     breakers.reload()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_summaries() -> Iterator[None]:
+    """Each test starts with no folded log lines (a line's first occurrence is logged at once)."""
+    from resilience import events
+
+    events.summary = events.LogSummary()
+    yield
+    events.summary = events.LogSummary()
+
+
 @pytest.fixture
 def events() -> Iterator[list[Any]]:
     """Every event emitted during the test, in order (``resilience.signals.event_emitted``)."""

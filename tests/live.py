@@ -1,4 +1,5 @@
-"""A real gunicorn server for tests about HTTP: several workers, the test database, real Redis.
+"""A real gunicorn (WSGI) or uvicorn (ASGI) server for tests about HTTP: several workers, the test
+database, real Redis.
 
     with LiveServer({"RESILIENCE": {...}, "ROOT_URLCONF": "tests.urls_live"}, workers=4) as server:
         requests.get(server.url + "/slow/")
@@ -36,8 +37,10 @@ class LiveServer:
         threads: int = 1,
         timeout: int = 30,
         env: dict[str, str] | None = None,
+        asgi: bool = False,
     ) -> None:
         self.overrides, self.workers, self.threads, self.timeout = overrides, workers, threads, timeout
+        self.asgi = asgi  # uvicorn (ASGI) instead of gunicorn (WSGI)
         self.extra_env = env or {}
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,11 +58,17 @@ class LiveServer:
             "LIVE_DB_NAME": connection.settings_dict["NAME"],
             **self.extra_env,
         }
-        worker_class = ["-k", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []
-        command = [
-            sys.executable, "-m", "gunicorn", "project.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-            "-w", str(self.workers), *worker_class, "--timeout", str(self.timeout), "--graceful-timeout", "2",
-        ]  # fmt: skip
+        if self.asgi:
+            command = [
+                sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers), "--timeout-graceful-shutdown", "2", "--no-access-log",
+            ]  # fmt: skip
+        else:
+            worker_class = ["-k", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []
+            command = [
+                sys.executable, "-m", "gunicorn", "project.wsgi:application", "-b", f"127.0.0.1:{self.port}",
+                "-w", str(self.workers), *worker_class, "--timeout", str(self.timeout), "--graceful-timeout", "2",
+            ]  # fmt: skip
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from resilience import CircuitOpenError, circuit_breaker
+from resilience import CircuitOpenError, circuit_breaker, events
 from resilience.core.event import Event
 from resilience.events import emit, format_line
 from resilience.metrics import InMemorySink
@@ -31,6 +31,15 @@ def _trip(name="ev"):
 
 def _fail():
     raise ConnectionError
+
+
+class Ticking:
+    """A clock the test moves by hand."""
+
+    now = 0.0
+
+    def __call__(self):
+        return self.now
 
 
 def test_transition_sends_the_signal_with_the_event(with_sink):
@@ -70,7 +79,39 @@ def test_rejections_are_counted_in_metrics_and_logged(with_sink, caplog):
     sink = InMemorySink.last
     assert sink.value("resilience.breaker.rejected", name="ev") == 3
     assert sink.value("resilience.breaker.transition", name="ev", new_state="open") == 1
-    assert sum("breaker rejected name=ev state=open" in r.getMessage() for r in caplog.records) == 3
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("breaker rejected name=ev")]
+    assert len(lines) == 1 and "count=" not in lines[0]  # the first at once; the rest are folded into a summary
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        events.flush_summaries()
+    last = caplog.records[-1].getMessage()
+    assert last.startswith("breaker rejected name=ev state=open") and last.endswith("count=2")
+
+
+def test_an_outage_costs_a_bounded_number_of_log_lines(with_sink, caplog):
+    """One line per state change and one summary per interval, never one per request."""
+    clock = Ticking()
+    events.summary = events.LogSummary(every=60.0, clock=clock)
+    breaker = _trip()
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        for second in range(300):  # five minutes of rejections, 20 a second
+            clock.now = float(second)
+            for _ in range(20):
+                with pytest.raises(CircuitOpenError):
+                    breaker.call(lambda: None)
+        events.flush_summaries()
+    rejected = [r.getMessage() for r in caplog.records if r.getMessage().startswith("breaker rejected")]
+    assert len(rejected) == 6  # the first, then one summary a minute: 60 s, 120 s, 180 s, 240 s, and the rest at exit
+    assert sum(int(line.rsplit("count=", 1)[1]) for line in rejected[1:]) == 6000 - 1
+    assert InMemorySink.last.value("resilience.breaker.rejected", name="ev") == 6000  # metrics see every one
+
+
+def test_state_changes_are_never_folded(with_sink, caplog):
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        for _ in range(3):
+            breaker = _trip()
+            breaker.reset()
+    transitions = [r for r in caplog.records if r.getMessage().startswith("breaker transition")]
+    assert len(transitions) == 6  # opened and reset, three times: each one logged
 
 
 def test_a_broken_receiver_never_breaks_the_protected_call(with_sink, caplog):

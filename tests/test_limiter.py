@@ -176,3 +176,21 @@ def test_very_long_identities_are_bounded_before_any_work():
 
     assert len(identity_text("x" * 10_000_000)) == MAX_IDENTITY
     assert len(identity_text(["y" * 100_000])) <= MAX_IDENTITY
+
+
+def test_a_redis_outage_costs_a_bounded_number_of_log_lines(own_redis, caplog):
+    """Once, every decision during an outage was a store_unavailable WARNING (2,200-2,700 lines in 5.5 s)."""
+    import logging
+
+    limiter = limiter_on(own_redis)
+    rule = policy("ip", {"rate": "100000/min", "fail": "open"}, "x")
+    assert limiter.hit([(rule, "a")], "pfx").allowed
+    own_redis.kill()
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        decisions = [limiter.hit([(rule, f"client-{n}")], "pfx").allowed for n in range(2000)]
+    assert all(decisions)  # fail open, as configured
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("resilience.")]
+    unavailable = [line for line in lines if line.startswith("ratelimit store_unavailable")]
+    transitions = [line for line in lines if line.startswith("breaker transition")]
+    assert len(unavailable) == 1  # the first; the rest are folded into one summary a minute
+    assert len(lines) <= len(transitions) + 2 and len(transitions) <= 4  # redis:ratelimit opens, probes, opens...

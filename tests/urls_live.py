@@ -52,3 +52,48 @@ urlpatterns = [
     path("stream/", stream),
     path("api-token-auth/", Login.as_view()),
 ]
+
+
+async def async_call_timeout(request):
+    """A dependency slower than its breaker's own timeout: CallTimeout, which must be a 504, not a 500."""
+    import asyncio
+
+    from resilience import circuit_breaker
+
+    async with circuit_breaker("slow-async", timeout=0.05):
+        await asyncio.sleep(1)
+    return JsonResponse({"ok": True})
+
+
+async def async_open_breaker(request):
+    from resilience import breakers, circuit_breaker
+
+    breakers.get_or_create("forced-async").force_open()
+
+    @circuit_breaker("forced-async")
+    async def call():
+        return 1
+
+    await call()
+    return JsonResponse({"ok": True})
+
+
+async def async_deadline(request):
+    from resilience import DeadlineExceeded
+
+    raise DeadlineExceeded()
+
+
+def sync_call_timeout(request):
+    from resilience import circuit_breaker
+
+    circuit_breaker("slow-sync", timeout=0.05).call(time.sleep, 1)
+    return JsonResponse({"ok": True})
+
+
+urlpatterns += [
+    path("async/call-timeout/", async_call_timeout),
+    path("async/open-breaker/", async_open_breaker),
+    path("async/deadline/", async_deadline),
+    path("sync/call-timeout/", sync_call_timeout),
+]
