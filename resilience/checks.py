@@ -174,3 +174,26 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         for problem in throttle_problems(views)
     ]
 
+
+@register(Tags.compatibility)
+def check_tenant_resolver(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``TENANT_RESOLVER`` must import: at request time a broken one only ever means "no tenant"."""
+    from django.utils.module_loading import import_string
+
+    try:
+        path = resilience_settings.TENANT_RESOLVER
+        resolver = import_string(path)
+    except ConfigurationError:
+        return []  # resilience.E001 reports it
+    except Exception as exc:  # noqa: BLE001 - any import failure is the setting's fault
+        return [
+            Error(
+                f'RESILIENCE["TENANT_RESOLVER"] {str(path)[:100]!r} cannot be imported: {type(exc).__name__}',
+                hint="A dotted path to a function request -> tenant id or None; tenant limits need it.",
+                id="resilience.E014",
+            )
+        ]
+    if not callable(resolver):
+        return [Error(f'RESILIENCE["TENANT_RESOLVER"] {path!r} is not callable', id="resilience.E014")]
+    return []
+

@@ -8,7 +8,6 @@ limit in the same round trip. DRF throttles take their rates from ``DEFAULT_THRO
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -17,13 +16,14 @@ from django.utils.module_loading import import_string
 
 from .conf import on_reload, resilience_settings
 from .core.client_ip import IPNetwork, client_ip, client_key, is_trusted, parse_ip, parse_networks
+from .core.event import Event
 from .core.gcra import Decision
 from .core.validation import reject_unknown_keys
+from .events import emit
 from .exceptions import ConfigurationError
 from .limiter import FAIL_MODES, Limiter, RatePolicy, policy
 from .routes import Route
 
-logger = logging.getLogger("resilience.ratelimit")
 PATH = 'RESILIENCE["RATE_LIMITS"]'
 _state: dict[Any, Any] = {}
 
@@ -87,13 +87,13 @@ def client(request: HttpRequest) -> str:
 
 def tenant(request: Any) -> str | None:
     """``RESILIENCE["TENANT_RESOLVER"]`` applied to the request; a resolver that fails counts as no tenant."""
-    resolver = _state.get("resolver")
-    if resolver is None:
-        resolver = _state["resolver"] = import_string(resilience_settings.TENANT_RESOLVER)
     try:
+        resolver = _state.get("resolver")
+        if resolver is None:
+            resolver = _state["resolver"] = import_string(resilience_settings.TENANT_RESOLVER)  # E014 checks it
         value = resolver(request)
     except Exception as exc:  # noqa: BLE001 - a broken resolver must not turn into a 500
-        logger.warning("tenant resolver failed: %s", type(exc).__name__)
+        emit(Event("tenancy", "resolver_failed", "TENANT_RESOLVER", {"error": type(exc).__name__}))  # summarised
         return None
     return value if isinstance(value, str) and value else None
 

@@ -52,7 +52,7 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         return [] if identity is None or rule is None else [(rule, identity)]
 
     def identity(self, request: Any, view: Any) -> str | None:
-        return ratelimits.client(request._request)
+        return ratelimits.client(_django(request))
 
     def rate_policy(self, scope: str, rate: Any = None, *, required: bool = True) -> RatePolicy | None:
         """The policy of ``scope`` (``rate``: the class's own). Missing: ``ImproperlyConfigured`` when
@@ -73,7 +73,7 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         return _policy(scope or type(self).__name__, rate, where, fail)
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        decision = _decide(request, view)
+        decision = _decide(request, view, self)
         names = {rule.name for rule, _ in self.policies(request, view)}
         self._states = [s for s in decision.states if s.limit.policy in names]
         return decision.allowed or all(s.allowed for s in self._states)
@@ -97,18 +97,27 @@ def _policy(name: str, spec: Any, where: str, fail: str) -> RatePolicy:
     return rule
 
 
-def _decide(request: Any, view: Any) -> Decision:
-    """One limiter call for every resilience throttle of the view, remembered on the request."""
+def _decide(request: Any, view: Any, throttle: ResilienceThrottle) -> Decision:
+    """One limiter call for every resilience throttle of the view, remembered on the request. Without
+    a view (DRF lets ``allow_request(request, None)`` be called), the throttle decides on its own."""
+    if view is None or not hasattr(view, "get_throttles"):
+        pairs = throttle.policies(request, view)
+        return ratelimits.limiter().hit(pairs, resilience_settings.KEY_PREFIX)
     decision = getattr(request, _DECISION, None)
     if decision is None:
-        pairs: list[tuple[RatePolicy, str]] = []
-        for throttle in view.get_throttles():
-            if isinstance(throttle, ResilienceThrottle):
-                pairs += throttle.policies(request, view)
+        pairs = []
+        for each in view.get_throttles():
+            if isinstance(each, ResilienceThrottle):
+                pairs += each.policies(request, view)
         decision = ratelimits.limiter().hit(pairs, resilience_settings.KEY_PREFIX)
         setattr(request, _DECISION, decision)
-        request._request.resilience_ratelimit = (decision, [rule for rule, _ in pairs])  # for the 429's headers
+        _django(request).resilience_ratelimit = (decision, [rule for rule, _ in pairs])  # for the 429's headers
     return decision  # type: ignore[no-any-return]
+
+
+def _django(request: Any) -> Any:
+    """The Django ``HttpRequest`` under a DRF ``Request`` (or the request itself)."""
+    return getattr(request, "_request", request)
 
 
 class IPRateThrottle(ResilienceThrottle):
@@ -136,7 +145,7 @@ class ScopedRateThrottle(ResilienceThrottle):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             return f"user:{user.pk}"
-        return f"ip:{ratelimits.client(request._request)}"
+        return f"ip:{ratelimits.client(_django(request))}"
 
 
 class LoginRateThrottle(ResilienceThrottle):
@@ -155,7 +164,7 @@ class LoginRateThrottle(ResilienceThrottle):
     username_field = "username"
 
     def policies(self, request: Any, view: Any) -> list[tuple[RatePolicy, str]]:
-        address = ratelimits.client(request._request)
+        address = ratelimits.client(_django(request))
         username = _username(request, self.username_field)
         cooloff = cooloff_policy()
         extra = [(cooloff, _pair(username, address))] if cooloff is not None and username is not None else []
@@ -197,7 +206,7 @@ def _pair(username: str, address: str) -> str:
 
 
 def _address(request: Any) -> str | None:
-    django_request = getattr(request, "_request", request)
+    django_request = _django(request)
     return ratelimits.client(django_request) if hasattr(django_request, "META") else None
 
 

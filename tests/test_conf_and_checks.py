@@ -115,3 +115,15 @@ def test_a_django_redis_alias_shares_the_cache_server_with_short_timeouts(settin
     assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (6379, 15, 0.05)
     breakers.get_or_create("via-alias").force_open()
     assert breakers.get("via-alias").state == "forced_open"
+
+
+@pytest.mark.parametrize("path", ["no.such.module.resolver", "resilience.auth.no_such_function", "resilience.conf.ROOT"])
+def test_a_broken_tenant_resolver_is_e014_at_start_up_and_no_tenant_at_request_time(settings, path):
+    from django.core.checks import run_checks
+    from django.test import RequestFactory
+
+    from resilience.ratelimits import tenant
+
+    settings.RESILIENCE = {"HISTORY": False, "TENANT_RESOLVER": path}
+    assert [m.id for m in run_checks() if m.id == "resilience.E014"] == ["resilience.E014"]
+    assert tenant(RequestFactory().get("/")) is None  # never a 500 per request

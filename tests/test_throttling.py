@@ -332,3 +332,19 @@ def test_a_look_alike_of_another_script_is_another_user_and_gets_no_token(obtain
 def test_hostile_username_types_get_a_clean_answer(obtain_token, username):
     response = obtain(APIClient(REMOTE_ADDR="198.51.100.100"), username)
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("throttle_class", ["IPRateThrottle", "TenantRateThrottle", "ScopedRateThrottle", "LoginRateThrottle"])
+def test_throttles_honour_drfs_contract_of_being_called_without_a_view(drf, throttle_class):
+    """DRF allows ``allow_request(request, None)``; IPRateThrottle raised AttributeError there."""
+    from rest_framework.request import Request
+
+    from resilience import throttling
+
+    throttle = getattr(throttling, throttle_class)()
+    request = Request(Client(REMOTE_ADDR="198.51.100.110").request().wsgi_request)
+    assert throttle.allow_request(request, None) is True
+    if throttle_class == "IPRateThrottle":
+        for _ in range(4):
+            throttle.allow_request(request, None)
+        assert throttle.allow_request(request, None) is False and throttle.wait() > 0  # RATES["ip"] is 5/min

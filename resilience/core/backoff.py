@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..exceptions import ConfigurationError
 
@@ -36,6 +36,12 @@ class Composable:
 
     def __add__(self, other: Backoff) -> Sum:
         return Sum(self, other)
+
+    def __radd__(self, other: Any) -> Composable:
+        """``sum([a, b, c])`` starts from 0: adding a strategy to 0 is the strategy itself."""
+        if isinstance(other, (int, float)) and not isinstance(other, bool) and other == 0:
+            return self
+        return Sum(other, self)
 
     def capped(self, cap: float) -> Capped:
         return Capped(self, cap)

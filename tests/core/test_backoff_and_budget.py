@@ -64,3 +64,12 @@ def test_backoff_parameters_are_validated(make):
 
     with pytest.raises(ConfigurationError, match="must be seconds from 0 to 86400"):
         make()
+
+
+def test_strategies_can_be_summed_with_the_builtin_sum():
+    import random
+
+    from resilience.core.backoff import Constant
+
+    total = sum([Constant(0.5), Constant(0.25), Constant(1.0)])
+    assert total(1, 0.0, random.Random(1)) == 1.75
