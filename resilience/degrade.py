@@ -43,7 +43,10 @@ def degradable(
     feature: str, *, default: Any, breaker: str | None = None, on: tuple[type[BaseException], ...] = OUTAGE_ERRORS
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``default`` instead of the feature while ``breaker`` is open (not even called) or when it fails
-    with an outage error (``on``); any other exception is a bug and propagates."""
+    with an outage error (``on``); any other exception is a bug and propagates. ``breaker`` is
+    declared here, so every process can list and force it before the feature is first called."""
+    if breaker is not None:
+        breakers.declare(breaker)
 
     def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if breaker_is_open(breaker):
@@ -82,6 +85,11 @@ class DegradableViewMixin:
     degrade_when: list[str] = []
     degraded_response: Any = None
     degraded_feature: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.degrade_when:  # listable and forcible from every process before the first request
+            breakers.declare(name)
 
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]

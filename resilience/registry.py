@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
+
 from .conf import on_reload, resilience_settings
 from .core.breaker import CircuitBreaker
 from .core.breaker_config import BreakerConfig
@@ -42,13 +44,20 @@ class BreakerSnapshot:
     next_probe: float | None  # seconds until a probe may run (open), else None
     trips: int
     config: BreakerConfig
+    probe_due: bool = False  # open and its open period is over: the next call probes (nothing runs yet)
 
 
 class BreakerRegistry:
-    """Creates breakers on first use with their configured settings; one store for all of them."""
+    """Creates breakers on first use with their configured settings; one store for all of them.
+
+    Code that names a breaker before using it (``degradable(breaker=...)``, the ``{% degradable %}``
+    tag, ``DegradableViewMixin.degrade_when``, ``circuit_breaker(...)``) *declares* it: the name goes
+    to the shared store at once, so every process can list and force it before its first call."""
 
     def __init__(self) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._declared: dict[str, None] = {}  # declared in this process (an ordered set)
+        self._announced: set[str] = set()  # declared names the current store has been told of
         self._store: BreakerStore | None = None
         self._lock = threading.RLock()
         self.version = 0  # bumped on reload, so cached handles re-resolve their breaker
@@ -88,9 +97,34 @@ class BreakerRegistry:
                 self._store.close()
             self._store = None
             self._breakers = {}
+            # A settings change (in practice: a test) starts from scratch, declarations included.
+            self._declared, self._announced = {}, set()
             self.version += 1
 
     # -- breakers -------------------------------------------------------------------------
+    def declare(self, name: str) -> str:
+        """Make ``name`` listable and forcible from every process without using it; returns it.
+
+        Cheap when repeated. Once Django is set up the name reaches the store now (with Redis one
+        round trip, once per name and process); before that, at this registry's next listing or
+        first breaker."""
+        validate_name(name)
+        if name not in self._declared:
+            self._declared[name] = None
+            if apps.ready:
+                self._announce()
+        return name
+
+    def _announce(self) -> None:
+        pending = self._declared.keys() - self._announced
+        if not pending:
+            return
+        store = self.store
+        for name in sorted(pending):
+            store.register(name)
+        if getattr(store, "healthy", True):  # else the next listing or new breaker tries again
+            self._announced |= pending
+
     def get_or_create(self, name: str, **overrides: Any) -> CircuitBreaker:
         """The breaker ``name``, created with settings (plus ``overrides``) on first use."""
         breaker = self._breakers.get(name)
@@ -102,11 +136,13 @@ class BreakerRegistry:
             breaker = self._breakers.get(name)
             if breaker is None:
                 breaker = self._breakers[name] = CircuitBreaker(name, config, self.store, emit=emit)
+        self._announce()
         return breaker
 
     def names(self) -> list[str]:
-        """Configured, used in this process, or known to the shared store; sorted."""
-        names = set(resilience_settings.configured_breakers()) | set(self._breakers)
+        """Configured, declared or used in this process, or known to the shared store; sorted."""
+        self._announce()
+        names = set(resilience_settings.configured_breakers()) | set(self._breakers) | set(self._declared)
         for name in self.store.names() - names:
             try:
                 names.add(validate_name(name))
@@ -129,12 +165,12 @@ class BreakerRegistry:
         breaker = self.get(name)
         view = breaker.view()
         stats = breaker.stats()
-        now = self.store.now()
-        state = breaker.state
-        next_probe = max(view.open_until - now, 0.0) if view.state is State.OPEN else None
+        # The shared state as it is: an open breaker whose open period is over stays open (its next
+        # call probes); ``breaker.state`` calls that "half_open", but no probe has been admitted yet.
+        next_probe = max(view.open_until - self.store.now(), 0.0) if view.state is State.OPEN else None
         return BreakerSnapshot(
-            name, state, round(stats.failure_rate, 2), round(stats.slow_rate, 2), stats.calls,
-            view.since or None, next_probe, view.trips, breaker.config,
+            name, view.state.value, round(stats.failure_rate, 2), round(stats.slow_rate, 2), stats.calls,
+            view.since or None, next_probe, view.trips, breaker.config, probe_due=next_probe == 0.0,
         )  # fmt: skip
 
     def all(self) -> list[BreakerSnapshot]:

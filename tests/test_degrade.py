@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
-from resilience import CircuitOpenError, circuit_breaker
+from resilience import CircuitOpenError, breakers, circuit_breaker
 from resilience.degrade import DegradableViewMixin, degradable
 
 
@@ -92,6 +92,37 @@ def test_degraded_answers_never_skip_authentication():
     circuit_breaker("recs-api").force_open()
     response = PrivateRecs.as_view()(APIRequestFactory().get("/"))
     assert response.status_code in (401, 403)
+
+
+def test_a_degradable_features_breaker_is_listed_and_forcible_before_its_first_call():
+    @degradable("recommendations", breaker="recs-early", default=[])
+    def recommendations():
+        return ["a"]
+
+    assert "recs-early" in breakers.names()  # declared by the decorator: an operator can see it now
+    breakers.get("recs-early").force_open()  # and force it, though nothing has called it yet
+    assert recommendations() == []
+
+
+def test_a_template_declares_the_breaker_it_names_when_compiled():
+    Template('{% load resilience %}{% degradable "tips" breaker="tips-early" %}x{% enddegradable %}')
+    assert "tips-early" in breakers.names()
+    assert render('{% degradable "tips" breaker=name %}x{% enddegradable %}', name="dynamic") == "x"
+    assert "dynamic" not in breakers.names()  # a name known only at render time declares nothing
+
+
+def test_a_template_naming_an_impossible_breaker_is_a_syntax_error():
+    from django.template import TemplateSyntaxError
+
+    with pytest.raises(TemplateSyntaxError, match="a breaker name must be 1-200 printable characters"):
+        render('{% degradable "a" breaker="" %}x{% enddegradable %}')
+
+
+def test_a_drf_views_breakers_are_declared_with_the_class():
+    class Search(DegradableViewMixin, APIView):
+        degrade_when = ["search-api", "ranking"]
+
+    assert {"search-api", "ranking"} <= set(breakers.names())
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@
 The first part renders unless the breaker is open or rendering it fails with an outage error
 (a breaker rejection, a connection or database error): then the ``otherwise`` part renders, the
 page still renders, and a ``fallback degraded`` event is emitted. Template bugs are not hidden.
+A breaker named by a literal string is declared when the template is compiled, so every process
+can list and force it before the page is first rendered.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from django import template
 from django.template.base import FilterExpression, NodeList, Parser, Token
 
 from ..degrade import OUTAGE_ERRORS, breaker_is_open, degraded
+from ..exceptions import ConfigurationError
+from ..registry import breakers
 
 register = template.Library()
 
@@ -51,6 +55,11 @@ def do_degradable(parser: Parser, token: Token) -> DegradableNode:
         )
     feature = parser.compile_filter(bits[1])
     breaker = parser.compile_filter(bits[2][len("breaker=") :]) if len(bits) == 3 else None
+    if breaker is not None and isinstance(breaker.var, str) and not breaker.filters:  # a literal name
+        try:
+            breakers.declare(str(breaker.var))
+        except ConfigurationError as exc:
+            raise template.TemplateSyntaxError(str(exc)) from exc
     primary = parser.parse(("otherwise", "enddegradable"))
     otherwise = NodeList()
     if parser.next_token().contents == "otherwise":

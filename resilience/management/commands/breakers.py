@@ -1,4 +1,4 @@
-"""``manage.py breakers list | reset NAME | reset --all | open NAME``."""
+"""``manage.py breakers list | reset NAME | reset --all | open [--create] NAME``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from resilience import history
-from resilience.exceptions import ResilienceError, UnknownBreakerError
+from resilience.exceptions import ConfigurationError, ResilienceError, UnknownBreakerError
 from resilience.registry import BreakerSnapshot, breakers
+
+LOCAL_ONLY = (
+    "warning: RESILIENCE['REDIS'] is not set, so breaker state lives in each process: "
+    "this command sees and changes this process only (no running worker is affected)"
+)
+LOCAL_NOTE = "(in-process state: this process only; set RESILIENCE['REDIS'] to share it)"
+PROBE = {"forced_open": "on reset", "half_open": "probing"}
 
 
 def _row(s: BreakerSnapshot) -> list[str]:
-    probe = f"{s.next_probe:.1f}s" if s.next_probe is not None else ("on reset" if s.state == "forced_open" else "-")
+    probe = "due" if s.probe_due else f"{s.next_probe:.1f}s" if s.next_probe is not None else PROBE.get(s.state, "-")
     return [s.name, s.state, f"{s.failure_rate:.1f}%", f"{s.slow_rate:.1f}%", str(s.calls), probe]
 
 
@@ -46,13 +53,19 @@ class Command(BaseCommand):
         reset.add_argument("--all", action="store_true", help="reset every breaker")
         opener = sub.add_parser("open", help="force a breaker open until reset")
         opener.add_argument("name")
+        opener.add_argument("--create", action="store_true", help="also a name no process has declared or used yet")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         actor = f"manage.py:{process_user()}"
         try:
+            shared = breakers.store.remote
+            if not shared:
+                self.stderr.write(LOCAL_ONLY)
             if action == "list":
                 header = ["NAME", "STATE", "FAILURES", "SLOW", "CALLS", "NEXT PROBE"]
                 self.stdout.write(table([_row(s) for s in breakers.all()], header))
+                if not shared:
+                    self.stdout.write(LOCAL_NOTE)
             elif action == "reset" and options["all"]:
                 names = breakers.reset_all(actor=actor)
                 self.stdout.write(f"reset {len(names)} breaker(s)")
@@ -62,10 +75,14 @@ class Command(BaseCommand):
                 breakers.get(options["name"]).reset(actor=actor)
                 self.stdout.write(f"reset {options['name']}: closed")
             else:
-                breakers.get(options["name"]).force_open(actor=actor)
-                self.stdout.write(f"forced {options['name']} open until reset")
+                name = breakers.declare(options["name"]) if options["create"] else options["name"]
+                breakers.get(name).force_open(actor=actor)
+                self.stdout.write(f"forced {name} open until reset")
         except UnknownBreakerError as exc:
-            raise CommandError(f"{exc}; see 'manage.py breakers list'") from None
+            hint = " (or 'open --create NAME' for a breaker nothing has declared yet)" if action == "open" else ""
+            raise CommandError(f"{exc}; see 'manage.py breakers list'{hint}") from None
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from None
         except ResilienceError as exc:
             raise CommandError(f"could not reach the breaker store: {type(exc).__name__}: {exc}") from None
         history.flush()
