@@ -19,7 +19,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from resilience.degrade import degradable
 from resilience.signals import event_emitted
+from tests.waiting import wait_for as wait_until
 
 CHANGELIST = "/admin/resilience/circuit/"
 PASSWORD = "correct-horse-battery-staple"
@@ -55,6 +57,10 @@ def row_state(driver: WebDriver, name: str) -> str:
     text = cell.text.strip()
     assert f"state-{text}" in classes, f"state cell text {text!r} does not match its classes {classes}"
     return text
+
+
+def row_probe(driver: WebDriver, name: str) -> str:
+    return str(row(driver, name).find_element(By.CSS_SELECTOR, "td.circuit-probe").text.strip())
 
 
 def messages(driver: WebDriver, level: str) -> list[str]:
@@ -221,3 +227,53 @@ def test_hostile_name_submitted_through_the_browser_form_shows_an_error(
     assert "Server Error" not in browser.title
     assert row_state(browser, "payments") == "forced_open"
     assert breakers.get("payments").state == "forced_open"
+
+
+def test_configured_and_declared_breakers_are_listed_before_any_call(
+    live_server: Any, browser: WebDriver, shared_breakers: Any, settings: Any
+) -> None:
+    settings.RESILIENCE = {**settings.RESILIENCE, "BREAKERS": {"inventory": {"open_for": 45}}}
+
+    @degradable("recommendations", breaker="recs", default=[])
+    def recommendations() -> list[str]:
+        return ["a"]
+
+    shared_breakers.get_or_create("payments").force_open()
+    staff_user("operator", "view_circuit", "change_circuit")
+
+    log_in(browser, live_server, "operator")
+    assert wait_for(browser, lambda d: row_state(d, "inventory"), "no row for the configured breaker") == "closed"
+    assert row_state(browser, "recs") == "closed"  # declared by degradable, never called
+    names = [tr.get_attribute("data-name") for tr in browser.find_elements(By.CSS_SELECTOR, "#circuits tr.circuit")]
+    assert [n for n in names if not n.startswith("postgres:")] == ["inventory", "payments", "recs"]
+    browser.save_screenshot(os.environ.get("CIRCUITS_SCREENSHOT", "/tmp/admin-declared.png"))
+
+    row(browser, "recs").find_element(By.CSS_SELECTOR, "button.circuit-force-open").click()
+    wait_for(browser, lambda d: messages(d, "success"), "no success message after force open")
+    assert messages(browser, "success") == ["Circuit 'recs' forced open."]
+    assert row_state(browser, "recs") == "forced_open"
+    assert recommendations() == []
+
+
+def test_an_open_breaker_whose_open_period_elapsed_shows_open_with_its_probe_due(
+    live_server: Any, browser: WebDriver, shared_breakers: Any, settings: Any, transitions: list[Any]
+) -> None:
+    settings.RESILIENCE = {**settings.RESILIENCE, "BREAKERS": {"flaky": {"minimum_calls": 1, "open_for": 0.05}}}
+    breaker = shared_breakers.get_or_create("flaky")
+    with pytest.raises(ConnectionError):
+        breaker.call(_fail)
+    assert wait_until(lambda: shared_breakers.store.now() >= breaker.view().open_until)
+    transitions.clear()
+    staff_user("viewer", "view_circuit")
+
+    log_in(browser, live_server, "viewer")
+    assert wait_for(browser, lambda d: row_state(d, "flaky"), "no flaky row") == "open"  # not "half_open"
+    assert row_probe(browser, "flaky") == "due: the next call probes"  # not "in 0.0 s"
+    browser.save_screenshot(os.environ.get("CIRCUITS_SCREENSHOT_DUE", "/tmp/admin-due.png"))
+    assert transitions == [] and breaker.view().state.value == "open"  # looking admitted no probe
+    shared_breakers.store.refresh({"flaky"})
+    assert breaker.view().state.value == "open"
+
+
+def _fail() -> None:
+    raise ConnectionError("down")

@@ -135,7 +135,7 @@ DECLARE = {
     "degradable": "from resilience.degrade import degradable\ndegradable('search box', breaker='search', default=[])(len)",
     "template tag": (
         "from django.template import Template\n"
-        "Template('{% load resilience %}{% degradable \"box\" breaker=\"search\" %}x{% enddegradable %}')"
+        'Template(\'{% load resilience %}{% degradable "box" breaker="search" %}x{% enddegradable %}\')'
     ),
     "drf view": (
         "from rest_framework.views import APIView\nfrom resilience.degrade import DegradableViewMixin\n"
