@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .extras import optional
+
 # Postgres SQLSTATEs: connection exceptions (class 08), server shutting down or starting up.
 PG_CONNECTION_LOST = frozenset({"57P01", "57P02", "57P03"})
 PG_TOO_MANY_CONNECTIONS = "53300"  # safe only before any statement ran (at connect)
@@ -74,8 +76,9 @@ def redis_transient(exc: BaseException) -> bool:
 
 def http_transient(exc: BaseException) -> bool:
     """Connect errors (the request never left) always; 429/502/503/504 only for idempotent methods."""
-    import requests
-
+    requests = optional("requests")
+    if requests is None:  # not installed: the error cannot be one of its
+        return False
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
     if isinstance(exc, requests.exceptions.ConnectionError) and _never_sent(exc):
@@ -107,6 +110,8 @@ def _never_sent(exc: BaseException) -> bool:
 
 def aws_transient(exc: BaseException) -> bool:
     """botocore throttling and 5xx error codes, and connection errors before the request was sent."""
+    if optional("botocore") is None:  # not installed: the error cannot be one of its
+        return False
     from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):

@@ -20,7 +20,12 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
+try:
+    import requests
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without requests
+    from .extras import missing
+
+    raise missing("requests", "resilience.http") from exc
 
 from .classifiers import HTTP_RETRYABLE_STATUS
 from .conf import DEFAULTS, resilience_settings

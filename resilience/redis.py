@@ -17,7 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from django_redis.client import DefaultClient
+
+try:
+    from django_redis.client import DefaultClient
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without django-redis
+    from .extras import missing
+
+    raise missing("django_redis", "resilience.redis") from exc
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 

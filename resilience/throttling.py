@@ -16,8 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework.settings import api_settings
-from rest_framework.throttling import BaseThrottle
+
+try:
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import BaseThrottle
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without DRF
+    from .extras import missing
+
+    raise missing("rest_framework", "resilience.throttling") from exc
 
 from . import ratelimits
 from .conf import resilience_settings

@@ -7,7 +7,12 @@ Give clients ``botocore_config()`` and let the ``aws`` policy (with its budget a
 
 from __future__ import annotations
 
-from botocore.config import Config
+try:
+    from botocore.config import Config
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without botocore
+    from ..extras import missing
+
+    raise missing("botocore", "resilience.aws") from exc
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
