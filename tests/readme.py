@@ -23,3 +23,15 @@ def settings_from(heading: str, index: int = 0) -> dict[str, Any]:
     namespace: dict[str, Any] = {}
     exec(compile(python_blocks(heading)[index], f"README.md {heading}", "exec"), namespace)  # noqa: S102 - our own README
     return {name: value for name, value in namespace.items() if name.isupper()}
+
+
+def all_python_blocks() -> list[tuple[str, str]]:
+    """(section heading, code) of every ```python block in the README, in order."""
+    text = README.read_text()
+    headings = [(m.start(), m.group(0)) for m in re.finditer(r"^## .*$", text, flags=re.MULTILINE)]
+    blocks = []
+    for match in re.finditer(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        heading = [h for pos, h in headings if pos < match.start()]
+        blocks.append((heading[-1] if heading else "", match.group(1)))
+    return blocks
+
