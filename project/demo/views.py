@@ -34,9 +34,13 @@ def quote(request: Request) -> Response:
 def chaos(request: Request) -> Response:
     """POST {"failure_rate": 0.8} to make the upstream fail (demo only)."""
     try:
-        rate = float(request.data.get("failure_rate", 0))
-    except (TypeError, ValueError):
-        return Response({"detail": "failure_rate must be a number between 0 and 1."}, status=400)
+        data = request.data  # any JSON: an object, a list, a string, null
+    except RecursionError:  # nesting deeper than Python's parser goes: DRF lets it through
+        data = None
+    raw = data.get("failure_rate", 0) if isinstance(data, dict) else None
+    rate = raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+    if rate is None or not 0 <= rate <= 1:  # NaN fails both comparisons
+        return Response({"detail": "Send a JSON object with failure_rate, a number from 0 to 1."}, status=400)
     upstream.set_failure_rate(rate)
     return Response({"failure_rate": upstream.failure_rate, "breaker": breakers.get_or_create("upstream").state})
 
