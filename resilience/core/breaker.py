@@ -196,6 +196,13 @@ class CircuitBreaker:
     def _trip(self, gen: int) -> None:
         stats = self.local_stats()
         old, view = self._store.trip(self.name, self.config, gen)
+        if old is not None:
+            with self._lock:
+                if self._window_gen == gen:
+                    # Spent: these calls opened the breaker. If the shared state comes back in this
+                    # generation (the trip was local while Redis was unreachable), they must not
+                    # trip it a second time; the next closed call starts a new window.
+                    self._window_gen = -1
         self._transition(old, view, reason="threshold", stats=stats)
 
     def _transition(

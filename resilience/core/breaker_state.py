@@ -29,6 +29,17 @@ class Outcome(StrEnum):
 MANUAL_OPS = {"reset": State.CLOSED, "force_open": State.FORCED_OPEN, "disable": State.DISABLED}
 
 
+def next_generation(previous: int, now: float) -> int:
+    """The generation after ``previous``: greater than it, and at least the store clock in microseconds.
+
+    A generation never repeats, even when the state is lost (Redis restarted empty, a key evicted or
+    deleted): a record created afresh starts at the clock, above every generation handed out before,
+    so no window, call or permit of the lost state can match the new one. (Repeating one would take a
+    clock set back and a transition in the very same microsecond.) The Lua scripts use the same rule.
+    """
+    return max(previous + 1, int(now * 1_000_000))
+
+
 @dataclass(frozen=True)
 class StateView:
     """What a process needs to decide locally: state, its generation, and when it ends."""
@@ -59,9 +70,14 @@ class StateRecord:
     half_open_ok: int = 0
     permits: dict[str, float] = field(default_factory=dict)  # permit id -> expiry
 
+    @classmethod
+    def fresh(cls, now: float, after: int = -1) -> StateRecord:
+        """A closed record for a breaker the store has no state for, in a generation never seen before."""
+        return cls(StateView(gen=next_generation(after, now)))
+
     def _move(self, now: float, state: State, *, open_until: float = 0.0, trips: int | None = None) -> State:
         old = self.view
-        self.view = StateView(state, old.gen + 1, open_until, now, old.trips if trips is None else trips)
+        self.view = StateView(state, next_generation(old.gen, now), open_until, now, old.trips if trips is None else trips)
         self.half_open_ok = 0
         self.permits.clear()
         return old.state

@@ -22,7 +22,8 @@ class MemoryBreakerStore(BreakerStore):
     def _record(self, name: str) -> StateRecord:
         record = self._records.get(name)
         if record is None:
-            record = self._records[name] = StateRecord()
+            record = self._records[name] = StateRecord.fresh(self.now())
+            self._views[name] = record.view
         return record
 
     def _publish(self, name: str, record: StateRecord) -> StateView:

@@ -82,7 +82,7 @@ class RedisBreakerStore(BreakerStore):
         self._clock = _OffsetClock()
         self._local = MemoryBreakerStore(self._clock)
         self.view = self._local.view  # type: ignore[method-assign]  # the hot path: no extra frame
-        self._scripts = {op: client.register_script(_script(op)) for op in ("acquire", "trip", "release", "manual")}
+        self._scripts = {op: client.register_script(_script(op)) for op in ("acquire", "trip", "release", "manual", "view")}
         self._down_until = 0.0  # skip Redis until then after an error
         self._registered: set[str] = set()
         self._stop = threading.Event()
@@ -128,19 +128,24 @@ class RedisBreakerStore(BreakerStore):
     def now(self) -> float:
         return self._clock.wall()
 
-    def _run(self, op: str, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any] | None:
-        if not self.healthy:
-            return None
+    def _args(self, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any]:
+        """The scripts' ARGV (see ``lua/breaker_common.lua``). ``gen`` defaults to the last known
+        generation: a record created afresh starts above it."""
         c = config
-        args = [
+        return [
             name, self._channel, self._ttl,
             c.open_for if c else 0, c.open_for_multiplier if c else 1,
             c.open_for_max if c and c.open_for_max is not None else 86_400,
-            c.half_open_calls if c else 1, extra.get("permit_ttl", 0), extra.get("gen", -1),
+            c.half_open_calls if c else 1, extra.get("permit_ttl", 0),
+            extra["gen"] if "gen" in extra else self._local.view(name).gen,
             extra.get("permit", ""), extra.get("arg", ""),
         ]  # fmt: skip
+
+    def _run(self, op: str, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any] | None:
+        if not self.healthy:
+            return None
         try:
-            reply = self._scripts[op](keys=self._keys(name)[:2], args=args)
+            reply = self._scripts[op](keys=self._keys(name)[:2], args=self._args(name, config, **extra))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
@@ -179,9 +184,7 @@ class RedisBreakerStore(BreakerStore):
     def manual(self, name: str, op: str) -> Change:
         """Manual actions must reach every process: unlike calls, they raise if Redis is down."""
         try:
-            reply = self._scripts["manual"](
-                keys=self._keys(name)[:2], args=[name, self._channel, self._ttl, 0, 1, 1, 1, 0, -1, "", op]
-            )
+            reply = self._scripts["manual"](keys=self._keys(name)[:2], args=self._args(name, None, arg=op))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise StoreUnavailableError(f"redis did not answer: {type(exc).__name__}") from exc
@@ -238,13 +241,27 @@ class RedisBreakerStore(BreakerStore):
         results = pipe.execute()
         seconds, micros = results[0]
         self._clock.offset = seconds + micros / 1e6 - time.time()
+        lost = []
         for name, row in zip(ordered, results[1:], strict=True):
             state, gen, open_until, since, trips = (_text(v) if v is not None else None for v in row)
+            if gen is None:  # no state: first use, or lost (restarted empty, evicted, deleted)
+                lost.append(name)
+                continue
             view = StateView(
                 _STATES.get(state or "closed", State.CLOSED),
-                int(gen or 0), float(open_until or 0), float(since or 0), int(trips or 0),
+                int(gen), float(open_until or 0), float(since or 0), int(trips or 0),
             )  # fmt: skip
             self._local.seed(name, view)
+        if lost:
+            self._start_afresh(lost)
+
+    def _start_afresh(self, names: list[str]) -> None:
+        """Create the missing records (one round trip), each in a generation nobody has seen, and adopt them."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            self._scripts["view"](keys=self._keys(name)[:2], args=self._args(name, None), client=pipe)
+        for name, reply in zip(names, pipe.execute(), strict=True):
+            self._adopt(name, reply)
 
     def _push_stats(self) -> None:
         source = self.stats_source

@@ -13,18 +13,20 @@ PERMIT_TTL = 5.0
 
 class Model:
     """The rules in plain words: open for open_for*2^(trips-1) up to 40 s; then at most 3 probes;
-    3 successes close, one failure re-opens; manual ops win; stale generations change nothing."""
+    3 successes close, one failure re-opens; manual ops win; stale generations change nothing;
+    each transition's generation is above the last one and at least the clock in microseconds."""
 
     def __init__(self) -> None:
         self.state, self.gen, self.until, self.trips, self.ok = "closed", 0, 0.0, 0, 0
         self.inflight: dict[str, float] = {}
 
-    def move(self, state: str, until: float = 0.0) -> None:
-        self.state, self.gen, self.until, self.ok, self.inflight = state, self.gen + 1, until, 0, {}
+    def move(self, now: float, state: str, until: float = 0.0) -> None:
+        gen = max(self.gen + 1, int(now * 1_000_000))
+        self.state, self.gen, self.until, self.ok, self.inflight = state, gen, until, 0, {}
 
     def open(self, now: float) -> None:
         self.trips += 1
-        self.move("open", now + min(10 * 2 ** (self.trips - 1), 40))
+        self.move(now, "open", now + min(10 * 2 ** (self.trips - 1), 40))
 
 
 class BreakerMachine(RuleBasedStateMachine):
@@ -35,6 +37,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.model = Model()
         self.counter = 0
         self.held: list[tuple[str, int]] = []  # permits handed out, with their generation
+        self.gens: list[int] = []  # the generation after each step
 
     @rule(seconds=st.floats(min_value=0, max_value=50, allow_nan=False))
     def advance(self, seconds: float) -> None:
@@ -51,7 +54,7 @@ class BreakerMachine(RuleBasedStateMachine):
             expect_allowed = True
         elif m.state == "open" and self.now >= m.until or m.state == "half_open":
             if m.state == "open":
-                m.move("half_open")
+                m.move(self.now, "half_open")
             m.inflight = {p: e for p, e in m.inflight.items() if e > self.now}
             if len(m.inflight) + m.ok < 3:
                 m.inflight[permit] = self.now + PERMIT_TTL
@@ -87,7 +90,7 @@ class BreakerMachine(RuleBasedStateMachine):
             m.ok += 1
             if m.ok >= 3:
                 m.trips = 0
-                m.move("closed")
+                m.move(self.now, "closed")
                 assert changed is State.HALF_OPEN
             else:
                 assert changed is None
@@ -99,7 +102,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.real.manual(self.now, op)
         if op == "reset":
             self.model.trips = 0
-        self.model.move({"reset": "closed", "force_open": "forced_open", "disable": "disabled"}[op])
+        self.model.move(self.now, {"reset": "closed", "force_open": "forced_open", "disable": "disabled"}[op])
 
     @invariant()
     def same_state(self) -> None:
@@ -107,6 +110,11 @@ class BreakerMachine(RuleBasedStateMachine):
         assert (v.state.value, v.gen, v.trips) == (m.state, m.gen, m.trips)
         if m.state == "open":
             assert v.open_until == m.until
+
+    @invariant()
+    def generations_only_grow(self) -> None:
+        self.gens.append(self.real.view.gen)
+        assert self.gens == sorted(self.gens)
 
     @invariant()
     def never_more_probes_than_allowed(self) -> None:

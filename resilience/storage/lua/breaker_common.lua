@@ -1,30 +1,55 @@
 -- Shared prelude of the breaker scripts (prepended at load time). Mirrors core/breaker_state.py.
 -- KEYS[1] state hash, KEYS[2] half-open permits (zset: permit id -> expiry), same hash tag.
 -- ARGV: 1 name, 2 channel, 3 ttl (s), 4 open_for, 5 multiplier, 6 open_for ceiling,
---       7 half_open_calls, 8 permit ttl, 9 generation, 10 permit id, 11 outcome or manual op
+--       7 half_open_calls, 8 permit ttl, 9 generation (the caller's: expected, or last known),
+--       10 permit id, 11 outcome or manual op
 local S, P = KEYS[1], KEYS[2]
 local NAME, CHANNEL, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local HALF_OPEN_CALLS = tonumber(ARGV[7])
+local CLOCK = redis.call('TIME')
+local NOW_US = tonumber(CLOCK[1]) * 1000000 + tonumber(CLOCK[2])  -- exact: a double holds 2^53
 
 local function now_s()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  return tonumber(CLOCK[1]) + tonumber(CLOCK[2]) / 1000000
+end
+
+-- Integers as digits: tostring() keeps only 14 significant digits, a generation has 16.
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+-- next_generation() of core/breaker_state.py: above the previous one and at least the clock in µs.
+local function next_gen(previous)
+  return math.max(previous + 1, NOW_US)
 end
 
 local function load()
   local v = redis.call('HMGET', S, 'state', 'gen', 'open_until', 'since', 'trips', 'ok')
+  local gen = tonumber(v[2])
+  if not gen then
+    -- No record: first use, or the state was lost (Redis restarted empty, the key evicted or
+    -- deleted). A fresh one starts above the caller's generation and at the clock, so no generation
+    -- repeats and no window, call or permit of the lost state can match it.
+    gen = next_gen(tonumber(ARGV[9]) or -1)
+    redis.call('HSET', S, 'state', 'closed', 'gen', int(gen), 'open_until', '0', 'since', '0',
+               'trips', 0, 'ok', 0, 'name', NAME)
+    redis.call('EXPIRE', S, TTL)
+    redis.call('DEL', P)
+    redis.call('PUBLISH', CHANNEL, NAME)
+    return {state = 'closed', gen = gen, open_until = 0, since = 0, trips = 0, ok = 0}
+  end
   local state = v[1]
   if state ~= 'open' and state ~= 'half_open' and state ~= 'forced_open' and state ~= 'disabled' then
     state = 'closed'
   end
-  return {state = state, gen = tonumber(v[2]) or 0, open_until = tonumber(v[3]) or 0,
+  return {state = state, gen = gen, open_until = tonumber(v[3]) or 0,
           since = tonumber(v[4]) or 0, trips = tonumber(v[5]) or 0, ok = tonumber(v[6]) or 0}
 end
 
 local function move(st, now, state, open_until, trips)
   local old = st.state
-  st.state, st.gen, st.open_until, st.since, st.trips, st.ok = state, st.gen + 1, open_until, now, trips, 0
-  redis.call('HSET', S, 'state', state, 'gen', st.gen, 'open_until', tostring(open_until),
+  st.state, st.gen, st.open_until, st.since, st.trips, st.ok = state, next_gen(st.gen), open_until, now, trips, 0
+  redis.call('HSET', S, 'state', state, 'gen', int(st.gen), 'open_until', tostring(open_until),
              'since', tostring(now), 'trips', trips, 'ok', 0, 'name', NAME)
   redis.call('EXPIRE', S, TTL)
   redis.call('DEL', P)
@@ -40,6 +65,6 @@ local function open(st, now)
 end
 
 local function reply(st, changed, now, allowed, probe, retry_after)
-  return {changed, st.state, tostring(st.gen), tostring(st.open_until), tostring(st.since),
+  return {changed, st.state, int(st.gen), tostring(st.open_until), tostring(st.since),
           tostring(st.trips), tostring(now), allowed, probe, retry_after}
 end
