@@ -85,6 +85,7 @@ def redis_server() -> Iterator[RedisServer]:
 def key_prefix() -> Iterator[str]:
     prefix = f"rtest-{uuid.uuid4().hex[:12]}"
     yield prefix
+    breakers.reload()  # stop the sync thread first: it would publish window counts after the clean-up
     client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
     keys = list(client.scan_iter(f"{prefix}:*", count=1000))
     if keys:

@@ -1,6 +1,8 @@
 """The RESILIENCE settings object and the system checks that guard it."""
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.core.checks import run_checks
 
 from resilience.conf import resilience_settings
@@ -95,7 +97,7 @@ def test_redis_naming_a_missing_cache_is_e002(settings):
 def test_redis_naming_a_cache_that_is_not_django_redis_is_e003(settings):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "builtin": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/15"},
+        "builtin": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": django_settings.TEST_REDIS_URL},
     }
     settings.RESILIENCE = {"REDIS": "builtin"}
     assert check_ids() == ["resilience.E003"]
@@ -104,7 +106,7 @@ def test_redis_naming_a_cache_that_is_not_django_redis_is_e003(settings):
 def test_a_django_redis_alias_or_url_passes_the_checks(settings):
     settings.RESILIENCE = {"REDIS": "default"}
     assert check_ids() == []
-    settings.RESILIENCE = {"REDIS": "redis://127.0.0.1:6379/15"}
+    settings.RESILIENCE = {"REDIS": django_settings.TEST_REDIS_URL}
     assert check_ids() == []
 
 
@@ -112,7 +114,8 @@ def test_a_django_redis_alias_shares_the_cache_server_with_short_timeouts(settin
     settings.RESILIENCE = {"REDIS": "default", "KEY_PREFIX": key_prefix, "REDIS_TIMEOUT": 0.05, "HISTORY": False}
     store = breakers.store
     kwargs = store._client.connection_pool.connection_kwargs
-    assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (6379, 15, 0.05)
+    expected = redis.Redis.from_url(django_settings.TEST_REDIS_URL).connection_pool.connection_kwargs
+    assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (expected["port"], expected["db"], 0.05)
     breakers.get_or_create("via-alias").force_open()
     assert breakers.get("via-alias").state == "forced_open"
 

@@ -89,7 +89,7 @@ def test_property_a_tenant_only_ever_gets_its_own_fresh_or_stale_data(settings, 
     from resilience.context import scope_key
 
     settings.RESILIENCE = {"HISTORY": False, "TENANT_RESOLVER": "tests.test_fallback.request_tenant"}
-    store = RedisStaleStore(test_redis, f"{key_prefix}-{uuid.uuid4().hex[:8]}")
+    store = RedisStaleStore(test_redis, f"{key_prefix}:{uuid.uuid4().hex[:8]}")  # under the prefix the fixture cleans
     chain = FallbackChain(FallbackPolicy("prop", stale_for=600, default="default"), store=store, scope_key=scope_key)
     last_good = {}
     for tenant, primary_ok, n in requests:

@@ -116,7 +116,7 @@ def test_retry_budget_is_shared_by_every_worker_through_redis(test_redis, key_pr
 def test_an_outage_cannot_multiply_load_retries_stay_within_the_budget(settings, key_prefix):
     settings.RESILIENCE = {
         "HISTORY": False,
-        "REDIS": "redis://127.0.0.1:6379/15",
+        "REDIS": django_settings.TEST_REDIS_URL,
         "KEY_PREFIX": key_prefix,
         "RETRY": {"default": {**FAST, "attempts": 5, "budget": {"ratio": 0.2, "floor_per_second": 0.1, "window": 10}}},
     }
