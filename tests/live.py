@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,22 @@ from django.db import connection
 from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def live_port() -> int:
+    """A free port: any, or one from ``TEST_LIVE_PORTS`` ("20000-20999") where only some may be used."""
+    span = os.environ.get("TEST_LIVE_PORTS")
+    if not span:
+        return free_port()
+    low, high = (int(part) for part in span.split("-", 1))
+    for port in range(low, high + 1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in TEST_LIVE_PORTS={span}")
 
 
 class LiveServer:
@@ -42,7 +59,7 @@ class LiveServer:
         self.overrides, self.workers, self.threads, self.timeout = overrides, workers, threads, timeout
         self.asgi = asgi  # uvicorn (ASGI) instead of gunicorn (WSGI)
         self.extra_env = env or {}
-        self.port = free_port()
+        self.port = live_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
 
