@@ -82,12 +82,16 @@ def check(clock: Clock = SYSTEM_CLOCK) -> None:
 
 
 def run_in_thread(fn: Callable[..., T]) -> Callable[..., T]:
-    """Wrap ``fn`` so that, run in another thread, it sees the caller's deadline (and context)."""
+    """Wrap ``fn`` so that, run in another thread, it sees the caller's deadline (and context).
+
+    The wrapper may be called from several threads at once, and again: each call runs in its own
+    copy of the context captured here (one context cannot be entered twice at once: RuntimeError),
+    so every call starts from the caller's deadline and nothing one call sets leaks into another."""
     ctx = contextvars.copy_context()
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        return ctx.run(fn, *args, **kwargs)
+        return ctx.copy().run(fn, *args, **kwargs)
 
     return wrapper
 

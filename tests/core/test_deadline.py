@@ -1,5 +1,7 @@
 import asyncio
+import contextvars
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -92,3 +94,34 @@ def test_deeply_nested_deadlines_unwind_cleanly():
     for m in reversed(managers):
         m.__exit__(None, None, None)
     assert remaining(clock) is None
+
+
+def test_one_wrapped_function_runs_in_two_threads_at_once_each_with_the_deadline():
+    """Before: both calls entered the one copied context; the second raised RuntimeError."""
+    both_inside = threading.Barrier(2, timeout=5)  # each call is inside the wrapper when the other starts
+
+    def work():
+        both_inside.wait()
+        return remaining()
+
+    with deadline(5):
+        wrapped = run_in_thread(work)
+    with ThreadPoolExecutor(2) as pool:  # a plain pool: only the wrapper carries the deadline
+        calls = [pool.submit(wrapped) for _ in range(2)]
+        seen = [call.result(timeout=10) for call in calls]
+    assert all(4 < left <= 5 for left in seen)
+
+
+def test_each_call_of_a_wrapped_function_starts_from_the_callers_context():
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    def work():
+        before = marker.get()
+        marker.set("set by a call")
+        return before, remaining()
+
+    with deadline(5):
+        wrapped = run_in_thread(work)
+    first, second = wrapped(), wrapped()
+    assert first[0] == second[0] == "unset"  # nothing one call sets leaks into the next
+    assert 4 < first[1] <= 5 and 4 < second[1] <= 5
