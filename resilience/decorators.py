@@ -1,4 +1,4 @@
-"""``circuit_breaker(name)``: decorator, ``with`` and ``async with`` over the shared registry."""
+"""``circuit_breaker(name)``: decorator (functions, coroutines, generators), ``with``, ``async with``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .core.breaker import CircuitBreaker
+from .core.wrapping import decorate
 from .registry import breakers, validate_name
 
 
@@ -31,6 +32,11 @@ class BreakerHandle:
         return breaker
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):  # the iteration is the call
+            return decorate(
+                fn, self.call, self.acall,
+                watch=lambda: self.breaker.generator_call(), awatch=lambda: self.breaker.async_generator_call(),
+            )  # fmt: skip
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -54,6 +60,10 @@ class BreakerHandle:
         if breaker is None or self._version != breakers.version:
             breaker = self.breaker
         return breaker.call(fn, *args, **kwargs)
+
+    async def acall(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``await fn(*args, **kwargs)`` through the breaker."""
+        return await self.breaker.acall(fn, *args, **kwargs)
 
     def __enter__(self) -> CircuitBreaker:
         breaker = self.breaker

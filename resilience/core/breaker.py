@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
 from .breaker_config import BreakerConfig
+from .breaker_generators import AsyncGeneratorCall, GeneratorCall
 from .breaker_state import Outcome, State, StateView
 from .clock import SYSTEM_CLOCK, Clock
 from .deadline import remaining
@@ -114,7 +115,8 @@ class CircuitBreaker:
         self._transition(old, view, reason=op, actor=actor)
 
     # -- decisions ---------------------------------------------------------------------------
-    def _admit(self) -> Ticket:
+    def admit(self) -> Ticket:
+        """Let one call start now, or raise ``CircuitOpenError``; settle it with ``finish(ticket, exc)``."""
         view = self._view(self.name)
         if view.state in _PASS:
             return Ticket(view.gen, self._clock.monotonic(), None)
@@ -177,7 +179,7 @@ class CircuitBreaker:
             return False
         return failures * 100 >= c.failure_rate * calls or (c.slow_call is not None and slows * 100 >= c.slow_rate * calls)
 
-    def _finish(self, ticket: Ticket, exc: BaseException | None) -> None:
+    def finish(self, ticket: Ticket, exc: BaseException | None) -> None:
         """Settle a call: count it, trip the breaker or return a probe permit."""
         if ticket.done:
             return
@@ -237,26 +239,26 @@ class CircuitBreaker:
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:
-                    self._finish(Ticket(gen, 0.0, None), exc)
+                    self.finish(Ticket(gen, 0.0, None), exc)
                     raise
                 if self._count(gen, False, False):  # reaching minimum_calls can trip on a success
                     self._trip(gen)
                 return result
-        ticket = self._admit()
+        ticket = self.admit()
         try:
             if self.config.timeout is not None:
                 result = _run_with_timeout(self.name, self.config.timeout, fn, args, kwargs)
             else:
                 result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(ticket, exc)
+            self.finish(ticket, exc)
             raise
-        self._finish(ticket, None)
+        self.finish(ticket, None)
         return result
 
     async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Await ``fn`` through the breaker; store round trips run off the event loop."""
-        ticket = await self._aadmit()
+        ticket = await self.aadmit()
         try:
             if self.config.timeout is not None:
                 try:
@@ -267,20 +269,22 @@ class CircuitBreaker:
             else:
                 result = await fn(*args, **kwargs)
         except BaseException as exc:
-            await self._afinish(ticket, exc)
+            await self.afinish(ticket, exc)
             raise
-        await self._afinish(ticket, None)
+        await self.afinish(ticket, None)
         return result
 
-    async def _aadmit(self) -> Ticket:
+    async def aadmit(self) -> Ticket:
+        """``admit()`` for coroutines: a store round trip runs off the event loop."""
         view = self._view(self.name)
         if view.state in _PASS or not self._store.remote:
-            return self._admit()
-        return await asyncio.to_thread(self._admit)
+            return self.admit()
+        return await asyncio.to_thread(self.admit)
 
-    async def _afinish(self, ticket: Ticket, exc: BaseException | None) -> None:
+    async def afinish(self, ticket: Ticket, exc: BaseException | None) -> None:
+        """``finish()`` for coroutines: a store round trip runs off the event loop, a probe's even when cancelled."""
         if ticket.permit is None and not self._store.remote:
-            self._finish(ticket, exc)
+            self.finish(ticket, exc)
         elif ticket.permit is None:
             outcome = self._outcome(exc, ticket.started)
             ticket.done = True
@@ -288,11 +292,19 @@ class CircuitBreaker:
                 await asyncio.to_thread(self._trip, ticket.gen)
         else:
             # shield: a cancelled probe must still hand its permit back
-            await asyncio.shield(asyncio.to_thread(self._finish, ticket, exc))
+            await asyncio.shield(asyncio.to_thread(self.finish, ticket, exc))
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a sync or async callable."""
-        return decorate(fn, self.call, self.acall)
+        """Decorate a sync or async callable, or a (sync or async) generator function."""
+        return decorate(fn, self.call, self.acall, watch=self.generator_call, awatch=self.async_generator_call)
+
+    def generator_call(self) -> GeneratorCall:
+        """One iteration of a sync generator as one call (see ``breaker_generators``)."""
+        return GeneratorCall(self, self._clock)
+
+    def async_generator_call(self) -> AsyncGeneratorCall:
+        """One iteration of an async generator as one call (see ``breaker_generators``)."""
+        return AsyncGeneratorCall(self, self._clock)
 
     def _push(self, ticket: Ticket) -> None:
         stack = self._tickets.get(None)
@@ -304,7 +316,7 @@ class CircuitBreaker:
         return stack[-1]
 
     def __enter__(self) -> CircuitBreaker:
-        self._push(self._admit())
+        self._push(self.admit())
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -312,10 +324,10 @@ class CircuitBreaker:
         limit = self.config.timeout
         if exc is None and limit is not None and self._clock.monotonic() - ticket.started > limit:
             exc = CallTimeout(self.name, limit)  # a sync block cannot be interrupted: counted afterwards
-        self._finish(ticket, exc)
+        self.finish(ticket, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        ticket = await self._aadmit()
+        ticket = await self.aadmit()
         if self.config.timeout is not None:
             ticket.timer = asyncio.timeout(self.config.timeout)
             await ticket.timer.__aenter__()
@@ -331,7 +343,7 @@ class CircuitBreaker:
             except TimeoutError:
                 timed_out = True
                 exc = CallTimeout(self.name, self.config.timeout or 0.0)
-        await self._afinish(ticket, exc)
+        await self.afinish(ticket, exc)
         if timed_out:
             raise exc  # type: ignore[misc]
         return False
