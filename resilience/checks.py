@@ -15,6 +15,16 @@ from .redis_connection import URL_SCHEMES
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
 
+def _settings_load() -> bool:
+    """False when ``RESILIENCE`` itself is malformed: ``resilience.E001`` says so, once; the other
+    checks then stay silent instead of repeating the same message under their own ids."""
+    try:
+        resilience_settings.values  # noqa: B018 - loads and validates
+    except ConfigurationError:
+        return False
+    return True
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     messages: list[Any] = []
@@ -94,6 +104,8 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.urls)
 def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Every ``RESILIENCE["ROUTES"]`` entry is well formed, compiles, and names a URL that exists."""
+    if not _settings_load():
+        return []
     from django.urls import NoReverseMatch, get_resolver, reverse
 
     from .routes import RouteTable
@@ -122,6 +134,8 @@ def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.compatibility)
 def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Rate settings are read per request; a typo must stop the deploy, not answer 500 later."""
+    if not _settings_load():
+        return []
     from . import ratelimits
     from .limiter import policy
     from .routes import RouteTable
@@ -157,6 +171,8 @@ def _view_classes(patterns: Any) -> Iterator[Any]:
 @register(Tags.compatibility)
 def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """A throttle whose scope has no rate must stop the deploy: DRF raises at the first request."""
+    if not _settings_load():
+        return []
     try:
         import rest_framework  # noqa: F401
     except ImportError:
@@ -178,6 +194,8 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.compatibility)
 def check_tenant_resolver(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``TENANT_RESOLVER`` must import: at request time a broken one only ever means "no tenant"."""
+    if not _settings_load():
+        return []
     from django.utils.module_loading import import_string
 
     try:

@@ -32,6 +32,7 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 HASH_TAG = "{rl}"
 MAX_RAW_IDENTITY = 4096  # characters of a client's identity looked at (usernames are far shorter)
 MAX_IDENTITY = 1024  # characters of a normalised identity kept (hashed into the key)
+INVISIBLE = "\x00invisible"  # every identity made only of invisible characters counts as this one
 CACHED_IDENTITY = 256  # storage keys of longer identities (hostile usernames) are hashed every time, never kept
 KEY_SCHEMA = "rl2"  # values are µs since the Unix epoch; "rl" held seconds since 2023, never to be read as µs
 REDIS_BREAKER = "redis:ratelimit"
@@ -59,6 +60,8 @@ class RatePolicy:
             wire = (0, 0)
         else:
             wire = Limit("check", self.rate, self.period, self.burst, 0, self.name).wire  # validates once, named
+            if self.name.startswith("check:"):  # looked at, never consumed: refuses once `burst` is used up
+                wire = (wire[0], wire[1] - wire[0])
         object.__setattr__(self, "wire", wire)
         object.__setattr__(self, "key_name", f"{self.space}:{self.name}" if self.space else self.name)
 
@@ -113,11 +116,13 @@ def normalise(identity: str) -> str:
     ``MAX_IDENTITY`` characters. "ÄLICE ", "älice", "ａｌｉｃｅ" and "al\u200bice" are one identity.
     Letters of other scripts that merely look alike stay distinct: the authentication backend sees
     them as other users, so counting them apart lets no one past a limit."""
-    text = unicodedata.normalize("NFKC", identity[:MAX_RAW_IDENTITY])
+    stripped = identity.strip()  # before cutting: 5,000 spaces and "victim" is "victim" to DRF's CharField
+    text = unicodedata.normalize("NFKC", stripped[:MAX_RAW_IDENTITY])
     if not text.isascii():
         text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
         text = unicodedata.normalize("NFKC", text.casefold())
-    return text.casefold().strip()[:MAX_IDENTITY]
+    text = text.casefold().strip()[:MAX_IDENTITY]
+    return text if text or not stripped else INVISIBLE  # never "no identity" for text that was there
 
 
 def identity_text(value: Any) -> str | None:
@@ -233,7 +238,8 @@ class Limiter:
     def _report(self, decision: Decision, policies: list[tuple[RatePolicy, str]]) -> Decision:
         if decision.allowed:
             return decision
-        names = ",".join(p.name for p, _ in policies)
+        refusing = {s.limit.policy for s in decision.states if not s.allowed}
+        names = ",".join(p.name for p, _ in policies if p.name in refusing) or ",".join(p.name for p, _ in policies)
         if all(p.shadow for p, _ in policies):  # counted like enforcement, so the report is what enforcing would do
             emit(Event("ratelimit", "shadow_rejected", names, {"retry_after": round(decision.retry_after, 3)}))
             return Decision(True, decision.states)

@@ -73,10 +73,12 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
             if rate is None:
                 return None
             where = f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]'
-        else:
+            name = scope
+        else:  # the class's own rate: its own counter, never the one of the scope it inherits
             where = type(self).__qualname__
+            name = f"{type(self).__module__}.{type(self).__qualname__}"
         fail = self.default_fail or ratelimits._settings()["fail"]
-        return _policy(scope or type(self).__name__, rate, where, fail)
+        return _policy(name, rate, where, fail)
 
     def allow_request(self, request: Any, view: Any) -> bool:
         decision = _decide(request, view, self)

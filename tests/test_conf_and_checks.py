@@ -130,3 +130,11 @@ def test_a_broken_tenant_resolver_is_e014_at_start_up_and_no_tenant_at_request_t
     settings.RESILIENCE = {"HISTORY": False, "TENANT_RESOLVER": path}
     assert [m.id for m in run_checks() if m.id == "resilience.E014"] == ["resilience.E014"]
     assert tenant(RequestFactory().get("/")) is None  # never a 500 per request
+
+
+def test_a_malformed_setting_is_reported_once_as_e001(settings):
+    from django.core.checks import run_checks
+
+    settings.RESILIENCE = {"BREAKERS": {"payments": {"ignore": ["payments.errors.CardDeclined"]}}}
+    ids = [m.id for m in run_checks() if m.id.startswith("resilience.E")]
+    assert ids == ["resilience.E001"]  # not E001, E011 and E012 with the same message

@@ -153,8 +153,8 @@ def test_repeated_failures_of_one_pair_cool_off_progressively_and_only_that_pair
     User.objects.create_user("victim", password="right")
     attacker = APIClient(REMOTE_ADDR="198.51.100.60")
     codes = [login(attacker, "victim").status_code for _ in range(5)]
-    assert codes == [400, 400, 400, 400, 429]  # 3 free failures, the 4th starts a cool-off
-    assert 3 <= int(login(attacker, "victim", "right")["Retry-After"]) <= 5  # even the right password waits
+    assert codes == [400, 400, 400, 429, 429]  # burst=3: three failures, then the pair cools off
+    assert int(login(attacker, "victim", "right")["Retry-After"]) == 2  # one interval; even the right password waits
     owner = APIClient(REMOTE_ADDR="198.51.100.61")  # the real user, elsewhere: not locked out by the attacker
     assert login(owner, "victim", "right").status_code == 200
 
@@ -172,7 +172,7 @@ def test_the_cool_off_doubles_with_each_further_failure(cooloff):
         login_failed(request, "mallory")
         look = limiter().hit([(cooloff_policy(), pair)], live.RESILIENCE["KEY_PREFIX"])  # cost 0: only looks
         waits.append(round(look.retry_after))
-    assert waits == [0, 0, 0, 4, 12, 28]  # past the 3 free failures: waits of 4, then +8, then +16 s
+    assert waits == [0, 0, 2, 6, 14, 30]  # after the 3rd failure one interval (2 s), then +4, +8, +16 s
 
 
 def test_a_successful_login_clears_the_pairs_cool_off(cooloff):
@@ -181,10 +181,10 @@ def test_a_successful_login_clears_the_pairs_cool_off(cooloff):
     User.objects.create_user("grace", password="right")
     client = APIClient(REMOTE_ADDR="198.51.100.63")
     request = Client(REMOTE_ADDR="198.51.100.63").request().wsgi_request
-    for _ in range(3):
+    for _ in range(2):
         login_failed(request, "grace")
-    assert login(client, "grace", "right").status_code == 200  # still within the free failures
-    for _ in range(3):
+    assert login(client, "grace", "right").status_code == 200  # still within the burst of 3
+    for _ in range(2):
         login_failed(request, "grace")
     assert login(client, "grace", "right").status_code == 200  # the success above reset the count
 
@@ -348,3 +348,27 @@ def test_throttles_honour_drfs_contract_of_being_called_without_a_view(drf, thro
         for _ in range(4):
             throttle.allow_request(request, None)
         assert throttle.allow_request(request, None) is False and throttle.wait() > 0  # RATES["ip"] is 5/min
+
+
+@pytest.mark.parametrize("padding", [" " * 5000, "\t" * 4096, " " * 4095, "\n \t" * 2000])
+def test_a_username_padded_past_the_length_looked_at_is_still_the_username(obtain_token, padding):
+    """DRF's CharField strips the padding, so the backend sees "victim7"; the limits must see it too
+    (a 4,096-space prefix once made the identity empty and skipped every per-username limit)."""
+    User.objects.create_user("victim7", password="right")
+    attacker = APIClient(REMOTE_ADDR="198.51.100.111")
+    codes = [obtain(attacker, padding + "victim7").status_code for _ in range(8)]
+    assert codes.count(400) == 3 and codes[3:] == [429] * 5  # login_cooloff 1/min;burst=3: three tries, then a wait
+    assert obtain(attacker, padding + "victim7", "right").status_code == 429
+
+
+def test_a_username_of_invisible_characters_is_still_an_identity():
+    from resilience.limiter import INVISIBLE, identity_text
+
+    assert identity_text("\u200b" * 5000) == identity_text("\u200d\u200b") == INVISIBLE
+
+
+def test_a_throttle_class_with_its_own_rate_counts_in_its_own_keys(drf):
+    """A subclass of IPRateThrottle with ``rate = "2/min"`` shared the "ip" scope's counter."""
+    client = Client(REMOTE_ADDR="198.51.100.112")
+    assert [client.get("/api/class-rate/").status_code for _ in range(3)] == [200, 200, 429]
+    assert [client.get("/api/ip/").status_code for _ in range(6)] == [200] * 5 + [429]  # RATES["ip"]: all 5 left

@@ -68,7 +68,8 @@ class MemoryRateLimitStore:
             entry, stored = self._tats.get(counter_key), self._tats.get(limit.key)
             failures = (int(entry[0]) if entry is not None and entry[1] > now else 0) + 1
             tat = max(stored[0] if stored is not None and stored[1] > now else now, now)
-            tat = min(tat + limit.interval * 2 ** min(max(failures - limit.burst, 0), 30), now + limit.tolerance + max_wait)
+            step = limit.interval * 2 ** min(max(failures - limit.burst, 0), 30)
+            tat = min(tat + step, now + limit.burst * limit.interval + max_wait)  # as login_failure.lua
             if (entry is None or stored is None) and len(self._tats) + 2 > self._max_keys:
                 self._sweep(now, 2)
             self._tats[counter_key] = (float(failures), now + window, None)
