@@ -11,6 +11,7 @@ Invalid tokens are still refused (401) exactly as before.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import jwt
@@ -30,10 +31,19 @@ from .exceptions import ConfigurationError
 ENTRA_KEYS = {"max_staleness": 7 * 86_400, "retry_interval": 30.0, "kid_refresh_interval": 60.0}
 UNAVAILABLE = "Authentication is temporarily unavailable. Try again shortly."
 REFUSED = "Invalid or missing credentials."  # one answer for every failed check: no hint, no user enumeration
+# Installing is check-then-replace on module globals that django-auth-adfs's backend reads in the
+# middle of a request: racing first requests each built a config, and a request whose config was
+# replaced by an empty one between load_config() and signature checking was a 500.
+_installing = threading.Lock()
 
 
 def install() -> ResilientProviderConfig:
     """Replace django-auth-adfs's provider configuration (in every module that bound it)."""
+    with _installing:
+        return _install()
+
+
+def _install() -> ResilientProviderConfig:
     options = {**ENTRA_KEYS, **(resilience_settings.ENTRA or {})}
     unknown = sorted(set(options) - set(ENTRA_KEYS))
     if unknown:
@@ -53,8 +63,13 @@ def install() -> ResilientProviderConfig:
 
 
 def provider() -> ResilientProviderConfig:
+    """The process's one provider configuration, installed by the first request that needs it."""
     current = adfs_backend.provider_config
-    return current if isinstance(current, ResilientProviderConfig) else install()
+    if isinstance(current, ResilientProviderConfig):
+        return current
+    with _installing:  # however many first requests race, one installs; the others use its config
+        current = adfs_backend.provider_config
+        return current if isinstance(current, ResilientProviderConfig) else _install()
 
 
 class ResilientAccessTokenBackend(AdfsAccessTokenBackend):  # type: ignore[misc]
@@ -70,6 +85,8 @@ class ResilientAccessTokenBackend(AdfsAccessTokenBackend):  # type: ignore[misc]
             return None
         config = provider()
         config.load_config()  # EntraUnavailable propagates: the caller answers 503
+        if not config.signing_keys or adfs_backend.provider_config is not config:
+            raise EntraUnavailable(retry_after=1.0)  # fail closed (503), never a TypeError (500) in the stock check
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:

@@ -6,8 +6,15 @@ urllib3 backoff inside the request, and lets connection errors escape into ``aut
 ``ResilientProviderConfig`` replaces its ``provider_config`` (installed by ``resilience.auth``):
 
 - fetches go through the breaker ``entra`` and the ``http`` retry policy (urllib3's retries are
-  off), are bounded by the deadline and ``AUTH_ADFS["TIMEOUT"]``, and are single-flight (one per
-  process; across workers a Redis lock and the shared copy);
+  off), are bounded by the deadline and ``AUTH_ADFS["TIMEOUT"]``, and are single-flight: one per
+  process (threads that wait for it take its outcome, success or failure), and across workers a
+  Redis lock (``SET NX PX`` with an owner token, released only by its owner through
+  ``lock_release.lua``) with the shared copy. Waiting, for either, ends with the request's
+  deadline (and never happens while usable keys are at hand); a fetch starts only with time left
+  and gets no more than is left;
+- a failed fetch (cut by the deadline included: the breaker does not count that one) makes this
+  process wait ``retry_interval`` and leaves the Redis lock behind as a ``failed`` mark for as
+  long, so the other workers answer at once instead of fetching again;
 - the last good metadata and public keys are shared through Redis (public material only) and
   used for up to ``max_staleness`` seconds while the provider is down; after a failure the next
   attempt waits ``retry_interval`` seconds instead of happening on every request;
@@ -27,8 +34,10 @@ import hashlib
 import json
 import logging
 import math
+import secrets
 import threading
 import time
+from importlib import resources
 from typing import Any
 
 import requests
@@ -37,11 +46,11 @@ from cryptography.x509 import load_der_x509_certificate
 from django_auth_adfs.config import ProviderConfig
 from django_auth_adfs.config import settings as adfs_settings
 
-from .core.deadline import bounded
+from .core.deadline import bounded, check, deadline, remaining
 from .core.event import Event
 from .decorators import circuit_breaker
 from .events import emit
-from .exceptions import CircuitOpenError, ResilienceError
+from .exceptions import CircuitOpenError, DeadlineExceeded, ResilienceError
 from .retry import retry
 from .signing import seal, unseal
 
@@ -49,6 +58,10 @@ logger = logging.getLogger("resilience.auth")
 BREAKER = "entra"
 SHARED_SCHEMA = "v2"  # v2: sealed, one copy per application; an older version's unsigned copy is never read
 CLOCK_SKEW = 60.0  # seconds a shared copy may be dated ahead of our clock (workers' clocks differ); further: refused
+LOCK_MARGIN = 1.0  # seconds the fetch lock outlives the longest fetch it covers (the share and release after it)
+POLL = 0.05  # seconds between looks at the shared copy while another worker fetches
+FAILED = b"failed"  # the fetch lock's value after a failed fetch, until retry_interval has passed
+LOCK_RELEASE = (resources.files("resilience.storage") / "lua" / "lock_release.lua").read_text()
 
 
 class EntraUnavailable(ResilienceError):
@@ -73,7 +86,9 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         self.fetched_at = 0.0  # wall-clock time the current material was fetched from the provider
         self._next_attempt = 0.0  # monotonic: no provider fetch before this, after a failure
         self._last_kid_refresh = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one refresh at a time in this process
+        self._refreshes = 0  # refreshes ended in this process: a thread that waited for one takes its outcome
+        self._unlock = redis_client.register_script(LOCK_RELEASE) if redis_client is not None else None
         self._mode = "openid_connect"
 
     # -- keys -------------------------------------------------------------------------------
@@ -107,10 +122,20 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
     def load_config(self) -> None:
         if self._fresh() or self._backing_off():
             return
-        with self._lock:  # single flight in this process
+        seen = self._refreshes
+        wait = 0.0 if self._usable() else self._lock_wait()  # with stale keys at hand, nobody waits for a refresh
+        if not self._lock.acquire(timeout=wait):  # single flight in this process
+            self._without_refresh()  # a refresh is in flight: our stale keys, else 503 once our time is up
+            return
+        try:
             if self._fresh() or self._backing_off():
                 return
+            if self._refreshes != seen:  # the refresh we waited for ended without fresh keys: its outcome is ours
+                self._without_refresh()
+                return
             self._refresh(force=False)
+        finally:
+            self._lock.release()
 
     def _backing_off(self) -> bool:
         """After a failed fetch, until ``retry_interval`` has passed: answer from what we have, at once
@@ -122,16 +147,36 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
             return True
         raise EntraUnavailable(retry_after=wait)
 
+    def _without_refresh(self) -> None:
+        """This request gets no refresh of its own (its deadline, or a refresh that just failed
+        elsewhere): what we have, or the shared copy, else ``EntraUnavailable``."""
+        if self._usable() or self._adopt_shared(newer_only=False):
+            return
+        raise EntraUnavailable(retry_after=1.0)
+
+    @staticmethod
+    def _refresh_budget() -> float:
+        """The most one refresh takes, waiting for another worker's fetch included (each of its two
+        requests has ``TIMEOUT``); never more than the request's deadline leaves."""
+        return 2.0 * adfs_settings.TIMEOUT
+
+    def _lock_wait(self) -> float:
+        """How long a thread waits for its process's refresh in flight: that refresh's budget (it
+        cannot take longer), less when the request's deadline is sooner."""
+        return bounded(self._refresh_budget() + LOCK_MARGIN) or 0.0
+
     def refresh_for_kid(self, kid: str) -> None:
         """A token names a key we do not have (rotation): refresh, at most once per interval."""
         if kid in self.kids:
             return
-        with self._lock:
+        if not self._lock.acquire(timeout=self._lock_wait()):
+            return  # a refresh in flight outlasts our deadline: the token meets the keys we have
+        try:
             now = time.monotonic()
             if kid in self.kids or now - self._last_kid_refresh < self.kid_refresh_interval:
                 return
             self._last_kid_refresh = now
-            if self.redis is not None and not self._claim(f"{self.shared_key}:kid-refresh", self.kid_refresh_interval):
+            if self.redis is not None and self._claim(f"{self.shared_key}:kid-refresh", self.kid_refresh_interval) is None:
                 self._adopt_shared(newer_only=True)  # another worker refreshes; take what is shared
                 return
             emit(Event("auth", "unknown_kid_refresh", BREAKER, {"kid": kid[:40]}))
@@ -139,39 +184,64 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
                 self._refresh(force=True)
             except EntraUnavailable:
                 pass  # the token simply does not validate with the keys we have
+        finally:
+            self._lock.release()
 
     # -- refreshing ---------------------------------------------------------------------------
     def _refresh(self, *, force: bool) -> None:
+        """One refresh (the caller holds ``self._lock``), within its budget and the request's deadline."""
+        try:
+            with deadline(self._refresh_budget()):
+                self._refresh_within_budget(force=force)
+        finally:
+            self._refreshes += 1  # threads that waited for this one take its outcome (load_config)
+
+    def _refresh_within_budget(self, *, force: bool) -> None:
         if not force and self._adopt_shared(newer_only=True) and self._fresh():
             return
-        if self.redis is not None and not force and not self._claim(f"{self.shared_key}:lock", adfs_settings.TIMEOUT * 2):
-            if self._wait_for_shared() or self._usable():
-                return  # another worker is fetching: use its result, or our stale material meanwhile
+        token: str | None = ""  # "": no Redis, this process decides for itself
+        if self.redis is not None and not force:
+            token = self._claim_fetch_lock()
+            if token is None:  # another worker fetched (its copy is ours now) or still does, or just failed
+                if not self._fresh():
+                    self._without_refresh()
+                return
         try:
             document = retry("http").call(circuit_breaker(BREAKER).call, self._fetch)  # the one retry layer
             self._apply(document)  # a certificate that does not parse is the provider's failure, not a 500
-        except (CircuitOpenError, requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            self._release(f"{self.shared_key}:lock")  # nobody should wait for a fetch that failed
-            self._failed(exc)
+        except (CircuitOpenError, DeadlineExceeded, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            self._release(token, mark_failed_for=self._failed(exc))  # the others back off with us
+            self._fallback_after_failure()
             return
-        self._share(document)
-        self._release(f"{self.shared_key}:lock")
+        self._share(document)  # shared before the lock goes: a waiter that sees no lock finds the copy
+        self._release(token)
         emit(Event("auth", "keys_loaded", BREAKER, {"keys": len(self.kids)}))
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException) -> float:
+        """A fetch failed: no other before the seconds returned (``retry_interval``, or less when the
+        breaker reopens sooner). One cut by the request's deadline too: the breaker holds it as no
+        evidence against the provider, but a provider slower than our deadlines is not asked again
+        on every request."""
         wait = exc.retry_after if isinstance(exc, CircuitOpenError) and exc.retry_after else self.retry_interval
-        self._next_attempt = time.monotonic() + min(wait, self.retry_interval)
+        wait = min(wait, self.retry_interval)
+        self._next_attempt = time.monotonic() + wait
         emit(
             Event(
                 "auth", "provider_unavailable", BREAKER, {"error": type(exc).__name__, "cached_age": round(min(self._age(), 1e9))}
             )
         )
+        return wait
+
+    def _fallback_after_failure(self) -> None:
         if self._usable() or self._adopt_shared(newer_only=False):
             return
-        raise EntraUnavailable(retry_after=min(wait, self.retry_interval))
+        raise EntraUnavailable(retry_after=max(self._next_attempt - time.monotonic(), 1.0))
 
     def _fetch(self) -> dict[str, Any]:
-        timeout = bounded(adfs_settings.TIMEOUT) or adfs_settings.TIMEOUT
+        """Metadata, then keys; each request starts only with time left and gets no more than is left
+        (inside ``_refresh`` there is always a deadline: the refresh budget or the request's)."""
+        check()
+        timeout = bounded(adfs_settings.TIMEOUT)
         url = f"https://{adfs_settings.SERVER}/{adfs_settings.TENANT_ID}/{adfs_settings.VERSION}/.well-known/openid-configuration"
         # verify per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override session.verify,
         # which would silently ignore AUTH_ADFS["CA_BUNDLE"] in containers that set those variables
@@ -179,9 +249,8 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         response = self.session.get(url, params={"appid": adfs_settings.CLIENT_ID}, timeout=timeout, verify=verify)
         response.raise_for_status()
         openid = response.json()
-        keys = self.session.get(
-            openid["jwks_uri"], timeout=bounded(adfs_settings.TIMEOUT) or adfs_settings.TIMEOUT, verify=verify
-        )
+        check()
+        keys = self.session.get(openid["jwks_uri"], timeout=bounded(adfs_settings.TIMEOUT), verify=verify)
         keys.raise_for_status()
         certificates = {
             k.get("kid", str(i)): k["x5c"][0] for i, k in enumerate(keys.json()["keys"]) if k.get("use", "sig") == "sig"
@@ -253,23 +322,60 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
             return None
         return document
 
-    def _claim(self, key: str, seconds: float) -> bool:
-        try:
-            return bool(self.redis.set(key, "1", nx=True, px=max(int(seconds * 1000), 1)))
-        except Exception:  # noqa: BLE001 - no Redis: every process decides for itself
-            return True
+    def _claim_fetch_lock(self) -> str | None:
+        """The fetch lock's owner token when this worker is to fetch; None when it is not: another
+        worker fetches and we have stale keys meanwhile, or we waited and its fetch ended (its copy,
+        if any, adopted), or our time ran out, or the lock is the mark of a fetch that failed (we back
+        off with it). We never fetch beside another worker's fetch."""
+        key = f"{self.shared_key}:lock"
+        token = self._claim(key, (remaining() or 0.0) + LOCK_MARGIN)  # outlives the fetch it covers, not more
+        if token is not None:
+            if self._adopt_shared(newer_only=True) and self._fresh():  # shared between our first look and our claim
+                self._release(token)
+                return None
+            return token
+        if not self._usable():
+            self._wait_for_other_fetch(key)
+        return None
 
-    def _release(self, key: str) -> None:
-        if self.redis is not None:
+    def _wait_for_other_fetch(self, key: str) -> None:
+        """Until another worker's fetch is shared, or its lock is gone (that fetch failed, or its worker
+        died: single flight, its outcome is ours too), or the deadline: polling, never past it."""
+        while not self._adopt_shared(newer_only=True):
+            holder = self._holder(key)
+            if holder is None:
+                self._adopt_shared(newer_only=True)  # the copy is shared before the lock is released
+                return
+            if holder == FAILED:
+                return
+            left = remaining() or 0.0
+            if left <= 0.0:
+                return
+            time.sleep(min(POLL, left))
+
+    def _claim(self, key: str, seconds: float) -> str | None:
+        """A random owner token if ``key`` was free (SET NX PX), None if another worker holds it."""
+        token = secrets.token_hex(16)
+        try:
+            return token if self.redis.set(key, token, nx=True, px=max(math.ceil(seconds * 1000), 1)) else None
+        except Exception:  # noqa: BLE001 - no Redis: every process decides for itself
+            return ""
+
+    def _holder(self, key: str) -> bytes | None:
+        """The lock's value: an owner's token, ``FAILED``, or None when free (or Redis is down)."""
+        try:
+            value = self.redis.get(key)
+        except Exception:  # noqa: BLE001 - no Redis: nobody can be waited for
+            return None
+        return value if isinstance(value, bytes) else None
+
+    def _release(self, token: str | None, *, mark_failed_for: float = 0.0) -> None:
+        """Release the fetch lock if ``token`` still owns it (``lock_release.lua``): delete it, or keep it
+        ``mark_failed_for`` seconds as the ``FAILED`` mark. A worker whose lock expired and was claimed
+        by another changes nothing."""
+        if self._unlock is not None and token:
+            hold = math.ceil(mark_failed_for * 1000)
             try:
-                self.redis.delete(key)
+                self._unlock(keys=[f"{self.shared_key}:lock"], args=[token, hold, FAILED])
             except Exception:  # noqa: BLE001 - the lock expires by itself
                 pass
-
-    def _wait_for_shared(self) -> bool:
-        deadline = time.monotonic() + adfs_settings.TIMEOUT
-        while time.monotonic() < deadline:
-            if self._adopt_shared(newer_only=True):
-                return True
-            time.sleep(0.05)
-        return False

@@ -1,7 +1,8 @@
 """A local Entra ID stand-in over HTTPS: OpenID metadata, JWKS with x5c certificates, RS256 tokens.
 
 Tests can take it down (``stop``) and bring it back on the same port (``start``), slow it down,
-rotate its signing keys, and count how often it was asked for metadata and keys. Like Entra ID,
+rotate its signing keys, and count how often it was asked for metadata and keys (``fetches``, the
+answers; ``log``, every request as it arrives, before any delay). Like Entra ID,
 metadata asked for with ``?appid=X`` points at ``keys?appid=X``, which serves that application's own
 signing keys when it has some (``app_keys``), else the tenant's.
 """
@@ -80,6 +81,7 @@ class FakeIdP:
         self.failing = False  # answer 503 to everything (still counted: the provider "sees" the fetch)
         self.fail_next = 0  # answer 503 to this many more requests
         self.fetches = {"metadata": 0, "keys": 0}
+        self.log: list[tuple[float, str]] = []  # (time.monotonic(), path) of every request, as it arrives
         self._lock = threading.Lock()
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         tls_cert = _certificate(tls_key, "127.0.0.1", san_ip="127.0.0.1")
@@ -109,6 +111,8 @@ class FakeIdP:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                with idp._lock:
+                    idp.log.append((time.monotonic(), urlsplit(self.path).path))
                 if idp.delay:
                     time.sleep(idp.delay)
                 with idp._lock:
@@ -161,6 +165,11 @@ class FakeIdP:
         new = SigningKey()
         self.keys = [new, *self.keys] if keep_old else [new]
         return new
+
+    def hits(self, kind: str = "") -> int:
+        """Requests that arrived (answered or not, slow or not) whose path ends with ``kind``."""
+        with self._lock:
+            return sum(1 for _, path in self.log if path.endswith(kind))
 
     # -- content -----------------------------------------------------------------------------
     def metadata(self, appid: str | None = None) -> dict[str, Any]:
