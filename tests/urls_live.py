@@ -2,9 +2,10 @@
 
 import time
 
-from django.db import connection
+from django.db import connection, transaction
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from resilience import remaining
@@ -41,6 +42,28 @@ def stream(request):
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+def pg_read(request):
+    """A read that takes a little while (so cuts land mid-statement), outside any transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM live_writes, pg_sleep(0.02)")
+        return JsonResponse({"rows": cursor.fetchone()[0]})
+
+
+@csrf_exempt
+def pg_write(request):
+    """One row per call, keyed by the client's idempotency key (no unique index: a write the server
+    ran twice would show as two rows). ``?atomic=1``: two statements in a transaction."""
+    key = request.headers["Idempotency-Key"]
+    if request.GET.get("atomic"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.01)")
+            cursor.execute("INSERT INTO live_writes (key, via) VALUES (%s, 'atomic')", (key,))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO live_writes (key, via) SELECT %s, 'autocommit' FROM pg_sleep(0.01)", (key,))
+    return JsonResponse({"key": key})
+
+
 class Login(ObtainAuthToken):
     throttle_classes = [LoginRateThrottle]
 
@@ -51,6 +74,8 @@ urlpatterns = [
     path("upload/", upload),
     path("stream/", stream),
     path("api-token-auth/", Login.as_view()),
+    path("pg-read/", pg_read),
+    path("pg-write/", pg_write),
 ]
 
 

@@ -16,7 +16,7 @@ class FaultProxy:
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.mode = "pass"  # "pass" | "delay" | "blackhole" | "mute"
+        self.mode = "pass"  # "pass" | "delay" | "blackhole" | "mute" | "refuse"
         self.delay = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -40,6 +40,15 @@ class FaultProxy:
         """Forward requests, drop every reply: the server acts, the client never hears back."""
         self.mode = "mute"
 
+    def refuse(self) -> None:
+        """Close every new connection at once, as a server that is down (or restarting) does."""
+        self.mode = "refuse"
+
+    def down(self) -> None:
+        """The server goes away: open connections are cut and new ones refused until ``heal``."""
+        self.refuse()
+        self.cut()
+
     def heal(self) -> None:
         self.mode, self.delay = "pass", 0.0
 
@@ -48,7 +57,7 @@ class FaultProxy:
         with self._lock:
             conns, self._conns = self._conns, set()
         for conn in conns:
-            _close(conn)
+            _close(conn, now=True)
 
     def close(self) -> None:
         self._closed.set()
@@ -64,6 +73,9 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        if self.mode == "refuse":
+            _close(client)
+            return
         try:
             upstream = socket.create_connection(self.upstream, timeout=5)
         except OSError:
@@ -91,7 +103,14 @@ class FaultProxy:
             _close(upstream)
 
 
-def _close(sock: socket.socket) -> None:
+def _close(sock: socket.socket, now: bool = False) -> None:
+    """Close ``sock``; ``now``: shut it down first, so the peer sees the cut at once (a plain close
+    waits until the serving thread's select() lets go of the socket)."""
+    if now:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
     try:
         sock.close()
     except OSError:

@@ -2,9 +2,20 @@
 
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.backends.postgresql import base
 
-from ...db import guarded_connect, statement_guard
+from ...classifiers import postgres_connect_refused, postgres_connection_lost
+from ...db import (
+    DatabaseUnavailable,
+    _unavailable,
+    connection_dead,
+    discard,
+    guarded_connect,
+    reset_session_timeout,
+    statement_guard,
+    transaction_ended,
+)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -14,3 +25,91 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         return guarded_connect(super().get_new_connection, conn_params, self.alias)
+
+    def ensure_connection(self) -> None:
+        """A database that cannot be reached is ``DatabaseUnavailable`` (503 under the middleware)."""
+        if self.connection is not None:
+            return
+        try:
+            super().ensure_connection()
+        except DatabaseUnavailable:
+            raise
+        except DatabaseError as exc:
+            if self.connection is None and postgres_connect_refused(exc):
+                raise _unavailable(self, exc, sent=False) from exc
+            raise
+
+    def _outside_transaction(self) -> bool:
+        return self.connection is not None and not self.in_atomic_block and bool(self.autocommit)
+
+    def _revive(self) -> None:
+        """Outside a transaction nothing is lost by replacing a dead connection before it is used:
+        a persistent or pooled connection cut while idle is found here, not by the next statement
+        (a pool may hand out several dead ones in a row, hence the loop)."""
+        if self.connection is None:
+            if self.in_atomic_block:
+                return  # Django refuses to open a connection inside atomic, its own way
+            self.ensure_connection()  # a pooled connection may have died in the pool
+        pool = self.pool
+        for _ in range((pool.max_size if pool is not None else 0) + 2):
+            if not (self._outside_transaction() and connection_dead(self.connection)):
+                return
+            discard(self)
+            self.ensure_connection()
+
+    def _cursor(self, name: Any = None) -> Any:
+        self._revive()
+        try:
+            return super()._cursor(name)  # type: ignore[misc]
+        except DatabaseUnavailable:
+            raise
+        except DatabaseError as exc:
+            if not postgres_connection_lost(exc):
+                raise
+            if self.connection is None or not self._outside_transaction():
+                raise _unavailable(self, exc, sent=False) from exc
+            discard(self)  # lost as the cursor was made: nothing was sent, so one more try
+            try:
+                return super()._cursor(name)  # type: ignore[misc]
+            except DatabaseError as again:
+                if isinstance(again, DatabaseUnavailable) or not postgres_connection_lost(again):
+                    raise
+                if self._outside_transaction():
+                    discard(self)
+                raise _unavailable(self, again, sent=False) from again
+
+    def set_autocommit(self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False) -> None:
+        if not autocommit:
+            self._revive()  # a transaction about to start: nothing is lost by a new connection yet
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        if not autocommit:
+            try:
+                reset_session_timeout(self)
+            except DatabaseError as exc:
+                if not postgres_connection_lost(exc):
+                    raise
+                raise _unavailable(self, exc, sent=False) from exc
+        transaction_ended(self)
+        super()._set_autocommit(autocommit)  # type: ignore[misc]
+
+    def _commit(self) -> None:
+        try:
+            super()._commit()  # type: ignore[misc]
+        except DatabaseError as exc:
+            if isinstance(exc, DatabaseUnavailable) or not postgres_connection_lost(exc):
+                raise
+            raise _unavailable(self, exc, sent=True) from exc  # the COMMIT may have been applied
+        finally:
+            transaction_ended(self)
+
+    def _rollback(self) -> None:
+        try:
+            super()._rollback()  # type: ignore[misc]
+        finally:
+            transaction_ended(self)
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        super()._savepoint_rollback(sid)  # type: ignore[misc]
+        transaction_ended(self, savepoint_rollback=True)
