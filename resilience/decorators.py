@@ -9,7 +9,7 @@ from typing import Any
 
 from .core.breaker import CircuitBreaker
 from .core.wrapping import decorate
-from .registry import breakers, validate_name
+from .registry import breakers
 
 
 class BreakerHandle:
@@ -18,7 +18,7 @@ class BreakerHandle:
     __slots__ = ("name", "overrides", "_breaker", "_version")
 
     def __init__(self, name: str, overrides: dict[str, Any]) -> None:
-        self.name = validate_name(name)
+        self.name = breakers.declare(name)  # listable and forcible from every process before its first call
         self.overrides = overrides
         self._breaker: CircuitBreaker | None = None
         self._version = -1

@@ -143,15 +143,8 @@ DECLARE = {
     ),
     "circuit_breaker": "from resilience import circuit_breaker\ncircuit_breaker('search')(len)",
 }
-NEEDS_DECORATORS_CHANGE = pytest.mark.xfail(
-    strict=True, reason="resilience/decorators.py: BreakerHandle.__init__ must call breakers.declare(name)"
-)
-
-
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(
-    "how", [*(k for k in DECLARE if k != "circuit_breaker"), pytest.param("circuit_breaker", marks=NEEDS_DECORATORS_CHANGE)]
-)
+@pytest.mark.parametrize("how", list(DECLARE))
 def test_a_breaker_another_process_only_declared_is_listed_and_opened_by_the_command(shared_breakers, key_prefix, how):
     declared = manage(prefix=key_prefix, code=DECLARE[how])  # defines it, never calls it, exits
     assert declared.returncode == 0, declared.stderr

@@ -50,7 +50,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if self.in_atomic_block:
                 return  # Django refuses to open a connection inside atomic, its own way
             self.ensure_connection()  # a pooled connection may have died in the pool
-        pool = self.pool
+        pool = getattr(self, "pool", None)  # Django 5.1+ only
         for _ in range((pool.max_size if pool is not None else 0) + 2):
             if not (self._outside_transaction() and connection_dead(self.connection)):
                 return
