@@ -2,9 +2,10 @@ import random
 
 import pytest
 
-from resilience.core.backoff import Constant, DecorrelatedJitter, EqualJitter, Exponential, FullJitter
+from resilience.core.backoff import Composable, Constant, DecorrelatedJitter, EqualJitter, Exponential, FullJitter, Sum
 from resilience.core.budget import LocalRetryBudget
 from resilience.core.clock import FakeClock
+from resilience.exceptions import ConfigurationError
 
 RNG = random.Random(7)
 
@@ -73,3 +74,49 @@ def test_strategies_can_be_summed_with_the_builtin_sum():
 
     total = sum([Constant(0.5), Constant(0.25), Constant(1.0)])
     assert total(1, 0.0, random.Random(1)) == 1.75
+
+
+class Bounds(random.Random):
+    """Draws the lowest or the highest value ``uniform`` may return."""
+
+    def __init__(self, highest: bool) -> None:
+        super().__init__(0)
+        self.highest = highest
+
+    def uniform(self, a, b):
+        return b if self.highest else a
+
+
+def test_decorrelated_jitter_draws_between_base_and_three_times_the_previous_delay_up_to_the_cap():
+    strategy = DecorrelatedJitter(0.1, 10)
+    assert strategy(1, 2.0, Bounds(highest=True)) == 6.0
+    assert strategy(1, 2.0, Bounds(highest=False)) == 0.1
+    assert strategy(1, 0.0, Bounds(highest=True)) == pytest.approx(0.3)  # no previous delay: three times base
+    assert strategy(1, 5.0, Bounds(highest=True)) == 10.0  # capped before drawing
+
+
+def test_every_strategy_has_its_documented_defaults():
+    for strategy in (FullJitter(), EqualJitter(), DecorrelatedJitter(), Exponential()):
+        assert (strategy.base, strategy.cap) == (0.1, 10.0)
+    assert Constant().delay == 0.1
+
+
+def test_the_exponent_stops_growing_at_62_so_a_tiny_base_still_reaches_a_finite_delay():
+    assert Exponential(1e-15, 86_400)(1_000, 0.0, RNG) == 1e-15 * 2**62
+
+
+def test_backoff_seconds_may_be_anything_from_zero_to_a_day():
+    assert Constant(86_400).delay == 86_400 and Constant(0).delay == 0
+    with pytest.raises(ConfigurationError, match="must be seconds from 0 to 86400"):
+        Constant(86_400.5)
+
+
+def test_only_zero_added_to_a_strategy_is_the_strategy_itself():
+    c = Constant(1.0)
+    assert 0 + c is c
+    assert isinstance(2 + c, Sum) and isinstance(True + c, Sum)
+
+
+def test_a_bare_composable_is_not_a_strategy():
+    with pytest.raises(NotImplementedError):
+        Composable()(1, 0.0, RNG)
