@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from resilience import CircuitOpenError, DeadlineExceeded, breakers, deadline
 from resilience.db import ReplicaRouter, breaker_for, retry_transaction, transaction_attempts
 
-from .conftest import free_port
+from .conftest import free_port, needs_django_pool
 from .faults.proxy import FaultProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -239,6 +239,7 @@ def test_router_reads_from_a_healthy_replica_and_falls_back_to_the_primary(setti
 
 @pytest.fixture
 def pooled():
+    needs_django_pool()
     proxy = FaultProxy(connection.settings_dict["HOST"], int(connection.settings_dict["PORT"]))
     db = extra_alias("pooled", PORT=str(proxy.port), OPTIONS={"pool": {"min_size": 1, "max_size": 2, "timeout": 2}})
     yield db, proxy

@@ -16,6 +16,7 @@ import requests
 from django.conf import settings as django_settings
 from django.db import connection
 
+from .conftest import needs_django_pool
 from .faults.proxy import FaultProxy
 from .live import LiveServer
 
@@ -65,6 +66,8 @@ def client(url, stop, results, started):
 
 @pytest.mark.parametrize("kind", ["persistent", "pool"])
 def test_gunicorn_under_load_through_postgres_cuts_and_an_outage(kind, live_writes, key_prefix):
+    if kind == "pool":
+        needs_django_pool()
     proxy = FaultProxy(connection.settings_dict["HOST"], int(connection.settings_dict["PORT"]))
     overrides = {
         "ROOT_URLCONF": "tests.urls_live",
