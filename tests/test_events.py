@@ -1,6 +1,7 @@
 """Every transition and rejection: one signal, one structured log line, one metric."""
 
 import logging
+import re
 
 import pytest
 
@@ -53,6 +54,7 @@ def test_transition_sends_the_signal_with_the_event(with_sink):
         _trip()
     finally:
         event_emitted.disconnect(receiver)
+    assert len(received) == 1  # two failures, one transition
     sender, event = received[0]
     assert sender == "resilience"
     assert (event.area, event.kind, event.name) == ("breaker", "transition", "ev")
@@ -123,17 +125,28 @@ def test_a_broken_receiver_never_breaks_the_protected_call(with_sink, caplog):
         _trip()
     finally:
         event_emitted.disconnect(broken)
-    assert any("event receiver" in r.getMessage() for r in caplog.records)
+    errors = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("event receiver")]
+    assert errors == [(logging.ERROR, f"event receiver {broken!r} failed: RuntimeError")]  # one event, one line
 
 
-@pytest.mark.parametrize("name", ["evil\nname=admin", 'quote" injected', "x" * 10_000, "tab\there"])
-def test_log_lines_escape_names_so_nothing_can_forge_a_line(name):
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("evil\nname=admin", '"evil\\nname=admin"'),
+        ('quote" injected', '"quote\\" injected"'),
+        ("x" * 10_000, "x" * 200),  # plain, cut to 200 characters
+        ("tab\there", '"tab\\there"'),
+    ],
+)
+def test_log_lines_escape_names_so_nothing_can_forge_a_line(name, shown):
     line = format_line(Event("breaker", "rejected", name, {"reason": "a\nb"}))
-    assert "\n" not in line and "\t" not in line
-    assert len(line) < 400
+    assert line == f'breaker rejected name={shown} reason="a\\nb"'
 
 
 def test_emit_survives_a_broken_metrics_sink(settings, caplog):
     settings.RESILIENCE = {"HISTORY": False, "METRICS": {"SINKS": ["resilience.metrics.MetricsSink"]}}
     emit(Event("breaker", "rejected", "x", {}))
-    assert any("metrics sink" in r.getMessage() for r in caplog.records)
+    errors = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("metrics sink")]
+    assert len(errors) == 1 and errors[0][0] == logging.ERROR
+    sink = r"<resilience\.metrics\.MetricsSink object at 0x[0-9a-f]+>"
+    assert re.fullmatch(f"metrics sink {sink} failed: NotImplementedError", errors[0][1])

@@ -54,9 +54,8 @@ def test_idempotent_reads_are_retried_over_a_cut_connection(cache, proxy):
 def test_incr_whose_reply_is_lost_is_never_retried_so_it_is_never_applied_twice(cache, proxy):
     cache.set("n", 0, 30)
     proxy.mute()  # the server increments, the reply never arrives: the case a retry would double
-    with pytest.raises(Exception) as err:  # a timeout (django-redis may wrap it)
+    with pytest.raises(redis.TimeoutError):
         cache.incr("n")
-    assert "Timeout" in type(err.value).__name__ or "Timeout" in repr(err.value.__cause__)
     proxy.heal()
     assert cache.get("n") == 1  # applied exactly once
 

@@ -146,4 +146,5 @@ def test_close_disconnects_every_thread_and_the_next_call_reconnects(test_redis)
     call_and_tell_port(script)
     script.close()
     assert all(connection._sock is None for connection in script._idle)
-    assert call_and_tell_port(script) > 0  # connected again
+    port = call_and_tell_port(script)  # connected again: the server sees this very connection
+    assert f"127.0.0.1:{port}" in {client["addr"] for client in test_redis.client_list()}
