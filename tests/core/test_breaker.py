@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -41,6 +40,11 @@ def run(breaker, fn, times=1):
             breaker.call(fn)
         except ConnectionError:
             pass
+
+
+async def never_done():
+    """An awaitable that never finishes by itself: only a timeout or a cancellation ends it."""
+    await asyncio.Event().wait()
 
 
 def transitions(events):
@@ -162,7 +166,7 @@ def test_a_cancelled_probe_releases_its_permit():
 
         async def hang():
             started.set()
-            await asyncio.sleep(60)
+            await never_done()
 
         task = asyncio.create_task(b.acall(hang))
         await started.wait()
@@ -200,10 +204,11 @@ def test_results_of_calls_started_under_an_older_generation_change_nothing():
 
 def test_sync_timeout_releases_the_caller_and_counts_a_failure():
     b, _, _ = make(timeout=0.05, minimum_calls=1, failure_rate=100)
-    started = time.monotonic()
+    release = threading.Event()
     with pytest.raises(CallTimeout) as err:
-        b.call(time.sleep, 2)
-    assert time.monotonic() - started < 1.0
+        b.call(release.wait, 30)  # blocks until released: only the timeout can hand the caller back
+    assert not release.is_set()  # the caller is back while the call itself still runs
+    release.set()
     assert err.value.name == "dep" and isinstance(err.value, TimeoutError)
     assert b.state == "open"
 
@@ -211,7 +216,7 @@ def test_sync_timeout_releases_the_caller_and_counts_a_failure():
 def test_async_timeout_cancels_the_awaitable_and_counts_a_failure():
     b, _, _ = make(timeout=0.05, minimum_calls=1, failure_rate=100)
     with pytest.raises(CallTimeout):
-        asyncio.run(b.acall(asyncio.sleep, 2))
+        asyncio.run(b.acall(never_done))
     assert b.state == "open"
 
 
@@ -220,7 +225,7 @@ def test_async_with_block_times_out_and_counts_a_failure():
 
     async def scenario():
         async with b:
-            await asyncio.sleep(2)
+            await never_done()
 
     with pytest.raises(CallTimeout):
         asyncio.run(scenario())
