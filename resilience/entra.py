@@ -14,13 +14,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import jwt
-from django_auth_adfs import backend as adfs_backend
-from django_auth_adfs import config as adfs_config
-from django_auth_adfs import views as adfs_views
-from django_auth_adfs.backend import AdfsAccessTokenBackend
-from django_auth_adfs.rest_framework import AdfsAccessTokenAuthentication
-from rest_framework import exceptions, status
+try:
+    import jwt
+    from django_auth_adfs import backend as adfs_backend
+    from django_auth_adfs import config as adfs_config
+    from django_auth_adfs import views as adfs_views
+    from django_auth_adfs.backend import AdfsAccessTokenBackend
+    from django_auth_adfs.rest_framework import AdfsAccessTokenAuthentication
+    from rest_framework import exceptions, status
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without django-auth-adfs
+    from .extras import missing
+
+    raise missing(exc.name or "django_auth_adfs", "resilience.entra") from exc
 
 from .conf import resilience_settings
 from .core.event import Event

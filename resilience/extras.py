@@ -22,6 +22,7 @@ EXTRAS = {
     "boto3": "aws",
     "botocore": "aws",
     "django_auth_adfs": "entra",
+    "jwt": "entra",
     "re2": "routes",
     "celery": "celery",
     "prometheus_client": "prometheus",

@@ -27,6 +27,7 @@ def run_without(module, code):
     ("rest_framework", "import resilience.throttling", "drf"),
     ("django_redis", "import resilience.redis", "redis"),
     ("botocore", "import resilience.aws", "aws"),
+    ("django_auth_adfs", "import resilience.entra", "entra"),
 ])  # fmt: skip
 def test_a_missing_optional_package_names_its_extra(module, import_line, extra):
     result = run_without(module, import_line)
