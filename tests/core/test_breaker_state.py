@@ -155,3 +155,14 @@ def test_a_fresh_record_is_closed_in_a_generation_never_seen_before():
     record = StateRecord.fresh(3.0, after=10_000_000)
     assert record.view == StateView(State.CLOSED, 10_000_001, 0.0, 0.0, 0)
     assert StateRecord.fresh(3.0).view.gen == 3_000_000
+
+
+def test_a_fresh_record_at_clock_zero_starts_at_generation_zero():
+    assert StateRecord.fresh(0.0).view.gen == 0
+
+
+def test_only_an_open_view_has_an_end():
+    record = half_open()
+    assert record.view.open_until == 0.0
+    record.manual(111.0, "reset")
+    assert record.view.open_until == 0.0
