@@ -31,6 +31,7 @@ from .memory import MemoryBreakerStore
 logger = logging.getLogger("resilience.storage")
 
 REDIS_ERRORS = (redis.RedisError, OSError)
+MAX_SHARED_NAMES = 10_000  # names listed for every process (hosts of ResilientSession come from client input)
 _STATES = {s.value: s for s in State}
 
 
@@ -83,6 +84,7 @@ class RedisBreakerStore(BreakerStore):
         self._local = MemoryBreakerStore(self._clock)
         self.view = self._local.view  # type: ignore[method-assign]  # the hot path: no extra frame
         self._scripts = {op: client.register_script(_script(op)) for op in ("acquire", "trip", "release", "manual", "view")}
+        self._names_add = client.register_script((resources.files(__package__) / "lua" / "names_add.lua").read_text())
         self._down_until = 0.0  # skip Redis until then after an error
         self._registered: set[str] = set()
         self._stop = threading.Event()
@@ -197,10 +199,7 @@ class RedisBreakerStore(BreakerStore):
         if name in self._registered or not self.healthy:
             return
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.sadd(self._names_key, name)
-            pipe.expire(self._names_key, self._ttl)
-            pipe.execute()
+            self._names_add(keys=[self._names_key], args=[name, MAX_SHARED_NAMES, self._ttl])  # bounded: see the script
             self.refresh({name})
         except REDIS_ERRORS as exc:
             self._failed(exc)

@@ -180,3 +180,15 @@ def test_half_open_permits_of_a_crashed_process_expire(store):
     time.sleep(0.12)
     assert store.acquire("crash", config, "third", 0.1).probe
     assert store.view("crash").state is State.HALF_OPEN
+
+
+def test_the_shared_list_of_breaker_names_is_bounded(shared_breakers, test_redis, key_prefix, monkeypatch):
+    """Names can come from client input (hosts): past the bound a breaker still works, unlisted elsewhere."""
+    from resilience.storage import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "MAX_SHARED_NAMES", 5)
+    for n in range(12):
+        shared_breakers.get_or_create(f"host-{n}").call(lambda: None)
+    assert test_redis.scard(f"{key_prefix}:breakers") == 5
+    assert test_redis.ttl(f"{key_prefix}:breakers") > 0
+    assert shared_breakers.get("host-11").state == "closed"  # past the bound: still a working breaker
