@@ -128,7 +128,7 @@ def test_a_slow_provider_is_cut_off_by_the_request_deadline(entra, idp, settings
     idp.delay = 3.0
     started = time.monotonic()
     response = me(idp.token())
-    assert response.status_code in (503, 504) and time.monotonic() - started < 1.5
+    assert response.status_code == 503 and time.monotonic() - started < 1.5
 
 
 def test_password_logins_never_wait_on_the_identity_provider(entra, idp, settings):
@@ -142,7 +142,7 @@ def test_password_logins_never_wait_on_the_identity_provider(entra, idp, setting
     User.objects.create_user("bob", password="pw")
     idp.delay = 3.0
     started = time.monotonic()
-    assert authenticate(username="bob", password="pw") is not None
+    assert authenticate(username="bob", password="pw") == User.objects.get(username="bob")
     assert time.monotonic() - started < 0.5
 
 
@@ -151,7 +151,7 @@ def test_the_breaker_opens_on_repeated_fetch_failures(entra, idp):
     for _ in range(3):
         me(idp.token())
         time.sleep(0.55)
-    assert breakers.get("entra").view().trips >= 1
+    assert breakers.get("entra").view().trips == 3  # opened by the first failures, re-opened by each failed probe
 
 
 @pytest.mark.parametrize("header", [

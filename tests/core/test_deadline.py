@@ -125,3 +125,20 @@ def test_each_call_of_a_wrapped_function_starts_from_the_callers_context():
     first, second = wrapped(), wrapped()
     assert first[0] == second[0] == "unset"  # nothing one call sets leaks into the next
     assert 4 < first[1] <= 5 and 4 < second[1] <= 5
+
+
+def test_check_without_a_deadline_never_raises():
+    assert check() is None
+
+
+def test_async_with_deadline_binds_the_deadline_object():
+    clock = FakeClock()
+
+    async def main():
+        async with deadline(3, clock=clock) as d:
+            clock.advance(1)
+            return d.at, d.remaining(), remaining(clock)
+
+    at, left, seen = asyncio.run(main())
+    assert at == clock.monotonic() - 1 + 3 and left == 2 and seen == 2
+    assert remaining(clock) is None  # left the context
