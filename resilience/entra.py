@@ -32,6 +32,7 @@ from .core.event import Event
 from .entra_config import EntraUnavailable, ResilientProviderConfig
 from .events import emit
 from .exceptions import ConfigurationError
+from .middleware import answered_by_library
 
 ENTRA_KEYS = {"max_staleness": 7 * 86_400, "retry_interval": 30.0, "kid_refresh_interval": 60.0}
 UNAVAILABLE = "Authentication is temporarily unavailable. Try again shortly."
@@ -121,7 +122,9 @@ class ResilientAccessTokenAuthentication(AdfsAccessTokenAuthentication):  # type
             return super().authenticate(request)
         except exceptions.AuthenticationFailed as exc:
             emit(Event("auth", "refused", "entra", {"reason": str(exc.detail)[:80]}))  # the reason stays in our logs
+            answered_by_library(request)  # that event is the log line (summarised), not one per request
             raise exceptions.AuthenticationFailed(REFUSED) from None
         except EntraUnavailable as exc:
             emit(Event("auth", "unavailable", "entra", {"retry_after": round(exc.retry_after, 1)}))
+            answered_by_library(request)
             raise AuthenticationUnavailable(exc.retry_after) from None

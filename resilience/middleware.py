@@ -95,6 +95,13 @@ def quiet(response: Any) -> Any:
     return response
 
 
+def answered_by_library(request: Any) -> None:
+    """Mark a request whose refusal comes from the library (an authentication 401/503 raised inside
+    DRF, say): ``ResilienceMiddleware`` keeps ``django.request`` from logging it once more."""
+    django_request = getattr(request, "_request", request)
+    django_request._resilience_quiet = True
+
+
 def _overloaded(route: Route) -> HttpResponse:
     emit(Event("middleware", "shed", route.label, {"max_concurrency": route.max_concurrency}))
     response = JsonResponse({"detail": "The service is busy. Try again shortly."}, status=503)
@@ -155,6 +162,8 @@ def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
 
 def _with_rate_headers(request: HttpRequest, response: Any) -> Any:
     """A 429 refused by a DRF throttle gets the same RateLimit headers as the middleware's own 429s."""
+    if getattr(request, "_resilience_quiet", False):
+        quiet(response)
     if getattr(response, "status_code", None) == 429 and "RateLimit-Policy" not in response:
         stored = getattr(request, "resilience_ratelimit", None)
         if stored is not None:

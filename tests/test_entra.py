@@ -342,3 +342,17 @@ def test_two_applications_in_one_tenant_keep_their_own_keys(entra, idp, test_red
     assert [worker("api-client"), worker("other-app")] == [200, 200]
     keys = shared_copies(test_redis, key_prefix)
     assert len(keys) == 2 and not any(b"api-client" in k or b"other-app" in k for k in keys)  # one each, hashed
+
+
+def test_refusals_and_outage_answers_are_not_logged_again_per_request_by_django(entra, idp, settings, caplog):
+    """A token spray: the library's summarised auth event is the log line, not one django.request
+    WARNING per 401 (the outage's 503 goes the same way)."""
+    import logging
+
+    settings.MIDDLEWARE = ["resilience.middleware.ResilienceMiddleware"]
+    install()
+    with caplog.at_level(logging.INFO):
+        refused = [me("not.a.jwt").status_code for _ in range(20)]
+    assert refused == [401] * 20
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    assert sum(r.getMessage().startswith("auth refused") for r in caplog.records) == 1  # the first; the rest folded
