@@ -17,6 +17,10 @@ tests first, a per-mutant timeout), and the original is put back. A mutant is *k
 fails or collection errors, *timeout* when the run exceeds its bound (counted as caught), otherwise it
 *survived*. Mutants listed in ``EQUIVALENT`` (no test can tell them from the original) are reported
 separately and left out of the score. Not part of the test suite or CI: run it by hand.
+
+Ctrl-C (SIGINT) or SIGTERM stops it: the running pytest workers (each in its own session, so the
+terminal's signal never reaches them) are killed with their process groups, the temporary copies are
+removed, the mutants finished so far are reported, and the exit status is 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import dataclasses
 import os
 import shutil
 import signal
@@ -71,15 +76,34 @@ FIRST = {
 }
 
 # (module, function, mutation) -> why no test can tell the mutant from the original.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("backoff", "Composable.__post_init__", "`0.0` -> `1.0`"):
+        "the value read for a field a strategy does not have (Sum): any number in range passes alike",
+    ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0`"): "an unset timeout as 1.0: the max() has a 1.0 floor anyway",
+    ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0` #2"): "an unset slow_call as 1.0: the same 1.0 floor",
+    ("breaker", "CircuitBreaker._reject", "`0.0` -> `1.0`"):
+        "retry_after is None only when forced open (handled before) and never 0.0: the store answers at least 0.001",
+    ("breaker_state", "StateRecord.acquire", "`now + 1.0` -> `now - 1.0`"):
+        "min()'s default: no live permit while rejecting means half_open_ok >= half_open_calls, which already closed",
+    ("breaker_state", "StateRecord.acquire", "`1.0` -> `2.0`"): "the same unreachable default",
+    ("windows", "CountWindow.__init__", "`0` -> `1`"):
+        "the ring starts at slot 1 of an all-empty ring: a rotation no count can see",
+    ("windows", "TimeWindow.__init__", "`1` -> `2`"): "a head of -2 instead of -1: the same for every clock reading >= 0",
+    ("windows", "TimeWindow._advance", "`second <= head` -> `second < head`"):
+        "at second == head the eviction loop is empty and head stays: the same",
+    ("windows", "TimeWindow._advance", "`second - size + 1` -> `second - size - 1`"):
+        "only chosen when the jump clears the whole window; the two extra steps clear buckets already cleared",
+    ("windows", "TimeWindow.record", "`second > self._head` -> `second >= self._head`"):
+        "at equality _advance returns at once and the call lands in the same bucket",
+}  # fmt: skip
 
-PLUGIN = '''
+PLUGIN = """
 from hypothesis import Phase, settings
 settings.register_profile(
     "mutation", derandomize=True, database=None, deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: a failure is all we need
 )
-'''
+"""
 
 COMPARE = {
     ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
@@ -101,7 +125,7 @@ class Mutant:
     start: tuple[int, int]  # (line, byte column) of the replaced source
     end: tuple[int, int]
     replacement: str
-    description: str  # "`second <= head` -> `second < head`"
+    description: str  # "`second <= head` -> `second < head`", "#2" added for the second one in the function
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -272,9 +296,13 @@ def mutants_of(module: str) -> list[Mutant]:
     source = (ROOT / CORE / f"{module}.py").read_text()
     finder = MutantFinder(module)
     finder.visit(ast.parse(source))
-    for m in finder.mutants:  # every mutant must still be valid Python
-        ast.parse(m.apply(source))
-    return finder.mutants
+    seen: dict[tuple[str, str, str], int] = {}
+    mutants = []
+    for m in sorted(finder.mutants, key=lambda m: (m.start, m.end)):
+        ast.parse(m.apply(source))  # every mutant must still be valid Python
+        n = seen[m.key] = seen.get(m.key, 0) + 1
+        mutants.append(m if n == 1 else dataclasses.replace(m, description=f"{m.description} #{n}"))
+    return mutants
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -320,6 +348,43 @@ def preload() -> None:
             pass
 
 
+class Interrupted(Exception):
+    """Raised in the main loop by SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+CHILDREN: set[int] = set()  # forked pytest runs not yet reaped; each leads its own process group
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def kill_run(pid: int) -> None:
+    """Kill one forked run with everything it started, and reap it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # forked but not yet its own group leader
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    CHILDREN.discard(pid)
+
+
+def kill_all_runs() -> None:
+    for pid in list(CHILDREN):
+        kill_run(pid)
+
+
 @dataclass
 class Run:
     """One forked pytest run in a worker's copy of the tree."""
@@ -337,10 +402,19 @@ def start_run(workdir: Path, files: list[str], worker: int, mutant: Mutant | Non
             "--hypothesis-profile=mutation", "--timeout", str(int(timeout) + 1)]  # fmt: skip
     sys.stdout.flush()
     sys.stderr.flush()
+    # No stop signal between the fork and the parent's note of the child (it would leak the child),
+    # nor in the child before its own handlers are back to the defaults.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     pid = os.fork()
-    if pid == 0:  # the child: run pytest on this copy, never return
+    if pid:
+        CHILDREN.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    else:  # the child: run pytest on this copy, never return
         code = 99
         try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             os.setsid()
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(fd, 1)
@@ -364,13 +438,18 @@ def log_tail(run: Run, lines: int = 20) -> str:
 
 
 def run_all(
-    workdirs: list[Path], files: list[str], mutants: list[Mutant], timeout: float, verbose: bool
-) -> dict[Mutant, str]:
-    """Every mutant through the tests, ``len(workdirs)`` at a time; returns killed/timeout/survived per mutant."""
+    workdirs: list[Path],
+    files: list[str],
+    mutants: list[Mutant],
+    timeout: float,
+    verbose: bool,
+    results: dict[Mutant, str],
+) -> None:
+    """Every mutant through the tests, ``len(workdirs)`` at a time; fills killed/timeout/survived per mutant
+    into ``results`` as they finish (an interruption keeps what was finished)."""
     pending = list(reversed(mutants))
     free = list(range(len(workdirs)))
     running: dict[int, tuple[Run, str]] = {}
-    results: dict[Mutant, str] = {}
     while pending or running:
         while pending and free:
             worker, m = free.pop(), pending.pop()
@@ -382,12 +461,12 @@ def run_all(
         pid, status = os.waitpid(-1, os.WNOHANG)
         finished: list[tuple[int, str]] = []
         if pid:
+            CHILDREN.discard(pid)
             finished.append((pid, "survived" if os.waitstatus_to_exitcode(status) == 0 else "killed"))
         now = time.monotonic()
         for other, (run, _) in list(running.items()):
             if other != pid and now - run.started > timeout:
-                os.killpg(other, signal.SIGKILL)
-                os.waitpid(other, 0)
+                kill_run(other)
                 finished.append((other, "timeout"))
         if not finished:
             time.sleep(0.01)
@@ -403,12 +482,12 @@ def run_all(
                 print(f"  {result:8} {m.module}.py:{m.line} {m.function}: {m.description} ({took:.1f} s)", flush=True)
             elif len(results) % 50 == 0:
                 print(f"  ... {len(results)}/{len(mutants)}", flush=True)
-    return results
 
 
 def baseline(workdir: Path, files: list[str]) -> tuple[bool, float, str]:
     run = start_run(workdir, files, 0, None, 600)
     _, status = os.waitpid(run.pid, 0)
+    CHILDREN.discard(run.pid)
     return os.waitstatus_to_exitcode(status) == 0, time.monotonic() - run.started, log_tail(run)
 
 
@@ -419,9 +498,12 @@ def run(modules: list[str], jobs: int, verbose: bool) -> int:
     print(f"{len(all_mutants)} mutants in {len(modules)} modules ({len(equivalent)} listed as equivalent, not run)", flush=True)
     sys.dont_write_bytecode = True  # a mutant and its original may share size and mtime: never reuse bytecode
     os.environ["PYTHONHASHSEED"] = "0"
-    preload()
-    base = Path(tempfile.mkdtemp(prefix="mutate-work-"))
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
+    results: dict[Mutant, str] = {}
+    base: Path | None = None
     try:
+        preload()
+        base = Path(tempfile.mkdtemp(prefix="mutate-work-"))
         workdirs = [make_copy(base / f"w{i}") for i in range(jobs)]
         files = suite_files(workdirs[0])
         passed, seconds, tail = baseline(workdirs[0], files)
@@ -431,10 +513,24 @@ def run(modules: list[str], jobs: int, verbose: bool) -> int:
         timeout = 3 * seconds + 10
         print(f"baseline: {len(files)} test files pass in {seconds:.1f} s; per-mutant timeout {timeout:.0f} s", flush=True)
         started = time.monotonic()
-        results = run_all(workdirs, files, todo, timeout, verbose)
+        run_all(workdirs, files, todo, timeout, verbose, results)
         print(f"{len(todo)} mutants in {time.monotonic() - started:.0f} s with {jobs} workers", flush=True)
+    except Interrupted as stop:
+        # Handlers stay installed until the workers are gone: a second Ctrl-C cannot leave one behind.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        kill_all_runs()
+        if base is not None:
+            shutil.rmtree(base, ignore_errors=True)
+        print(f"\n{stop}: stopped after {len(results)} of {len(todo)} mutants; workers killed, {base} removed", flush=True)
+        report(modules, [m for m in todo if m in results], equivalent, results)
+        return 128 + stop.signum
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        kill_all_runs()
+        if base is not None:
+            shutil.rmtree(base, ignore_errors=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     report(modules, todo, equivalent, results)
     return 0
 
