@@ -81,8 +81,9 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         return _policy(name, rate, where, fail)
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        decision = _decide(request, view, self)
-        names = {rule.name for rule, _ in self.policies(request, view)}
+        mine = self.policies(request, view)
+        decision = _decide(request, view, mine)
+        names = {rule.name for rule, _ in mine}
         self._states = [s for s in decision.states if s.limit.policy in names]
         return decision.allowed or all(s.allowed for s in self._states)
 
@@ -105,21 +106,25 @@ def _policy(name: str, spec: Any, where: str, fail: str) -> RatePolicy:
     return rule
 
 
-def _decide(request: Any, view: Any, throttle: ResilienceThrottle) -> Decision:
-    """One limiter call for every resilience throttle of the view, remembered on the request. Without
-    a view (DRF lets ``allow_request(request, None)`` be called), the throttle decides on its own."""
+def _decide(request: Any, view: Any, mine: list[tuple[RatePolicy, str]]) -> Decision:
+    """One limiter call for every resilience throttle of the view, remembered on the request. A
+    throttle decides on its own without a view (DRF allows ``allow_request(request, None)``) and when
+    the view does not list it (checked by hand inside an action, the DRF way)."""
     if view is None or not hasattr(view, "get_throttles"):
-        pairs = throttle.policies(request, view)
-        return ratelimits.limiter().hit(pairs, resilience_settings.KEY_PREFIX)
-    decision = getattr(request, _DECISION, None)
-    if decision is None:
+        return ratelimits.limiter().hit(mine, resilience_settings.KEY_PREFIX)
+    cached = getattr(request, _DECISION, None)
+    if cached is None:
         pairs = []
         for each in view.get_throttles():
             if isinstance(each, ResilienceThrottle):
                 pairs += each.policies(request, view)
         decision = ratelimits.limiter().hit(pairs, resilience_settings.KEY_PREFIX)
-        setattr(request, _DECISION, decision)
+        cached = (decision, {(rule.key_name, identity) for rule, identity in pairs})
+        setattr(request, _DECISION, cached)
         _django(request).resilience_ratelimit = (decision, [rule for rule, _ in pairs])  # for the 429's headers
+    decision, included = cached
+    if any((rule.key_name, identity) not in included for rule, identity in mine):
+        return ratelimits.limiter().hit(mine, resilience_settings.KEY_PREFIX)  # not one of the view's throttles
     return decision  # type: ignore[no-any-return]
 
 

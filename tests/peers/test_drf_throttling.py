@@ -392,11 +392,6 @@ class ManualCheck(APIView):
         return Response("ok")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resilience throttle asked with a view that does not list it reads the view's decision, "
-    "finds none of its own limits there and admits every request (never counted, never refused)",
-)
 @pytest.mark.parametrize("listed", [[], [Ours6PerMinute]], ids=["no-view-throttles", "other-view-throttle"])
 def test_a_throttle_checked_by_hand_inside_a_view_still_limits(shared_limits, listed):
     """DRF: a throttle built and asked by the view itself (not in ``throttle_classes``) counts and
