@@ -185,3 +185,9 @@ def test_limits_at_their_bounds_are_accepted(fields):
 def test_each_malformed_field_is_refused_by_name(fields, message):
     with pytest.raises(ConfigurationError, match=f"^rate limit 'p': {message}$"):
         limit(**fields)
+
+
+def test_a_limit_is_compared_and_shown_by_its_policy_fields_not_its_derived_wire():
+    checked = limit()
+    assert Limit.trusted("k", 10, 10.0, 5, 1, "p", (0, 0)) == checked
+    assert "wire" not in repr(checked)
