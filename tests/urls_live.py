@@ -122,3 +122,70 @@ urlpatterns += [
     path("async/deadline/", async_deadline),
     path("sync/call-timeout/", sync_call_timeout),
 ]
+
+
+# -- the chaos test (tests/test_chaos.py) ---------------------------------------------------------
+# Upstream calls and rate-limited routes of a small project, plus what a test needs to see each
+# gunicorn worker's own view: every response names its worker (``tests.worker_pid``).
+
+
+_UPSTREAM = None
+
+
+def _upstream_session():
+    """One ``ResilientSession`` per worker, made on its first upstream call."""
+    from resilience.http import ResilientSession
+
+    global _UPSTREAM
+    if _UPSTREAM is None:
+        _UPSTREAM = ResilientSession(timeout=2)
+    return _UPSTREAM
+
+
+def chaos_upstream(request):
+    """One outbound GET through ``ResilientSession`` to ``settings.CHAOS_UPSTREAM`` (a
+    ``tests.httpserver.LocalHTTPServer``); ``?status=503`` makes the upstream fail. A failing upstream
+    is this view's 502; an open breaker is the middleware's 503."""
+    from django.conf import settings
+
+    status = int(request.GET.get("status", "200"))
+    answer = _upstream_session().get(f"{settings.CHAOS_UPSTREAM}/{status}")
+    response = JsonResponse({"upstream": answer.status_code}, status=200 if answer.status_code < 500 else 502)
+    response._has_been_logged = True  # an upstream failing is the breaker's events, not a line per request
+    return response
+
+
+def chaos_breaker(request):
+    """This worker's own view of a breaker: its pid, state and the (store-clock) time of the last transition."""
+    import os
+
+    from resilience import breakers
+
+    breaker = breakers.get_or_create(request.GET["name"])
+    return JsonResponse({"pid": os.getpid(), "state": breaker.state, "since": breaker.view().since})
+
+
+def _limited_view(scope):
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from resilience.throttling import ScopedRateThrottle
+
+    class Limited(APIView):
+        authentication_classes: list = []
+        permission_classes: list = []
+        throttle_classes = [ScopedRateThrottle]
+        throttle_scope = scope
+
+        def get(self, request):
+            return Response({"scope": scope})
+
+    return Limited.as_view()
+
+
+urlpatterns += [
+    path("chaos/upstream/", chaos_upstream),
+    path("chaos/breaker/", chaos_breaker),
+    path("chaos/limited/", _limited_view("chaos")),
+    path("chaos/recovery/", _limited_view("recovery")),
+]
