@@ -47,6 +47,10 @@ STATE_CHANGES = frozenset({
     "transition", "manual", "keys_loaded", "provider_unavailable", "dropped", "host_overflow", "stale_full",
     "not_storable",
 })  # fmt: skip
+# A breaker probing a dependency that stays down goes open -> half_open -> open once per open_for:
+# those two transitions recur for as long as the outage lasts, so they are summarised like per-request
+# kinds (the trip itself, a recovery and every manual action are always a line each).
+RECURRING = frozenset({"open_for elapsed", "probe failure"})
 SUMMARY_EVERY = 60.0  # seconds between two log lines of one (area, kind, name)
 MAX_SUMMARIES = 1024  # distinct (area, kind, name) tracked; past it, lines are summarised per (area, kind)
 _TAGGED_FIELDS = ("new_state", "state")
@@ -97,10 +101,11 @@ class LogSummary:
 
     def admit(self, event: Event) -> list[Event]:
         """The lines to log now for ``event``: itself, a summary with ``count``, or nothing (folded)."""
-        if event.kind in STATE_CHANGES:
+        if event.kind in STATE_CHANGES and event.fields.get("reason") not in RECURRING:
             return [event]
         now = self.clock()
-        key = (event.area, event.kind, event.name)
+        kind = event.kind if event.kind not in STATE_CHANGES else f"{event.kind}:{event.fields['reason']}"
+        key = (event.area, kind, event.name)
         with self._lock:
             due = self._sweep(now) if now >= self._next_sweep else []
             if key not in self._windows and len(self._windows) >= MAX_SUMMARIES:

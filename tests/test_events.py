@@ -150,3 +150,20 @@ def test_emit_survives_a_broken_metrics_sink(settings, caplog):
     assert len(errors) == 1 and errors[0][0] == logging.ERROR
     sink = r"<resilience\.metrics\.MetricsSink object at 0x[0-9a-f]+>"
     assert re.fullmatch(f"metrics sink {sink} failed: NotImplementedError", errors[0][1])
+
+
+def test_a_dependency_that_stays_down_costs_a_bounded_number_of_probe_cycle_lines(with_sink, caplog):
+    """redis:ratelimit probing every second logged two WARNING transitions per second per worker."""
+    clock = Ticking()
+    events.summary = events.LogSummary(every=60.0, clock=clock)
+    failing = [("open", "half_open", "open_for elapsed"), ("half_open", "open", "probe failure")] * 120
+    cycle = [("closed", "open", "threshold"), *failing, ("half_open", "closed", "probe success")]
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        for n, (old, new, reason) in enumerate(cycle):
+            clock.now = n / 2  # one probe cycle a second, for two minutes
+            emit(Event("breaker", "transition", "flappy", {"old_state": old, "new_state": new, "reason": reason}))
+        events.flush_summaries()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("breaker transition name=flappy")]
+    assert "reason=threshold" in lines[0] and "probe success" in lines[-3]  # the trip and the recovery: at once
+    assert len(lines) == 1 + 2 * 3 + 1  # per recurring reason: the first, a summary at 60 s, the rest at exit
+    assert InMemorySink.last.value("resilience.breaker.transition", name="flappy") == len(cycle)  # metrics: every one
