@@ -79,6 +79,15 @@ FIRST = {
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("backoff", "Composable.__post_init__", "`0.0` -> `1.0`"):
         "the value read for a field a strategy does not have (Sum): any number in range passes alike",
+    ("budget", "LocalRetryBudget.__init__", "`1` -> `2`"):
+        "a head of -2 instead of -1: the same for every clock reading >= 0 (as TimeWindow's)",
+    ("budget", "LocalRetryBudget._advance", "`second - self.window + 1` -> `second - self.window - 1`"):
+        "only chosen when the jump clears the whole window; the two extra steps clear buckets already cleared",
+    ("client_ip", "parse_ip", "`1` -> `2` #3"): "split(':', 2)[0] is split(':', 1)[0]: only the first piece is read",
+    ("client_ip", "parse_ip", "`1` -> `2` #4"): "split('%', 2)[0] is split('%', 1)[0]: only the first piece is read",
+    ("gcra", "Limit", "`0` -> `1`"): "the default wire is never read: __post_init__ derives it, trusted() is given it",
+    ("gcra", "Limit", "`0` -> `1` #2"): "the same default wire",
+    ("gcra", "state", "`tat < now` -> `tat <= now`"): "at tat == now, now and tat are the same value",
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0`"): "an unset timeout as 1.0: the max() has a 1.0 floor anyway",
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0` #2"): "an unset slow_call as 1.0: the same 1.0 floor",
     ("breaker", "CircuitBreaker._reject", "`0.0` -> `1.0`"):

@@ -191,3 +191,21 @@ def test_a_limit_is_compared_and_shown_by_its_policy_fields_not_its_derived_wire
     checked = limit()
     assert Limit.trusted("k", 10, 10.0, 5, 1, "p", (0, 0)) == checked
     assert "wire" not in repr(checked)
+
+
+def test_a_request_up_to_a_nanosecond_past_the_edge_is_float_noise_and_admitted():
+    free = limit(cost=0)  # T = 1 s, τ = 5 s: allowed while TAT - τ <= now (+ 1 ns of float noise)
+    assert answer(free, 6.000000001, 1.0)[0] is True  # exactly now + 1e-9 past the edge
+    assert answer(free, 6.00000001, 1.0)[0] is False
+
+
+def test_a_rejected_requests_remaining_is_counted_in_intervals():
+    lim = limit(rate=20, cost=3)  # T = 0.5 s, τ = 2.5 s
+    assert answer(lim, 1.5, 0.0) == (False, 2, 0.5, 1.5, 3.0)
+
+
+def test_limits_and_tats_of_different_lengths_are_an_error_not_a_dropped_limit():
+    with pytest.raises(ValueError):
+        decide([limit("a"), limit("b")], [None], 0.0)
+    with pytest.raises(ValueError):
+        assert Decision(True, inputs=([limit("a"), limit("b")], [None], 0.0)).states is None  # raises before
