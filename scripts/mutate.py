@@ -95,6 +95,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("breaker_state", "StateRecord.acquire", "`now + 1.0` -> `now - 1.0`"):
         "min()'s default: no live permit while rejecting means half_open_ok >= half_open_calls, which already closed",
     ("breaker_state", "StateRecord.acquire", "`1.0` -> `2.0`"): "the same unreachable default",
+    ("retry", "Retrying.call", "`0.0` -> `1.0`"): "the start time without max_time: only the max_time check reads it",
+    ("retry", "Retrying.acall", "`0.0` -> `1.0`"): "the same unread start time",
     ("windows", "CountWindow.__init__", "`0` -> `1`"):
         "the ring starts at slot 1 of an all-empty ring: a rotation no count can see",
     ("windows", "TimeWindow.__init__", "`1` -> `2`"): "a head of -2 instead of -1: the same for every clock reading >= 0",
