@@ -59,6 +59,7 @@ def test_each_setting_at_the_ends_of_its_range_is_accepted(values):
         ({"window": 3601}, '["window"] must be between 1 and 3600, got 3601'),
         ({"window_type": "count", "window": 100_001}, '["window"] must be between 1 and 100000, got 100001'),
         ({"window": True}, '["window"] must be a number, got True'),
+        ({"window": 60.0}, '["window"] must be a whole number, got 60.0'),
         ({"open_for": 0.0009}, '["open_for"] must be between 0.001 and 86400, got 0.0009'),
         ({"open_for": 86_401}, '["open_for"] must be between 0.001 and 86400, got 86401'),
         ({"open_for_multiplier": 101}, '["open_for_multiplier"] must be between 1 and 100, got 101'),
