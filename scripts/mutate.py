@@ -85,6 +85,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "only chosen when the jump clears the whole window; the two extra steps clear buckets already cleared",
     ("client_ip", "parse_ip", "`1` -> `2` #3"): "split(':', 2)[0] is split(':', 1)[0]: only the first piece is read",
     ("client_ip", "parse_ip", "`1` -> `2` #4"): "split('%', 2)[0] is split('%', 1)[0]: only the first piece is read",
+    ("deadline", "deadline.__enter__", "`at < outer` -> `at <= outer`"): "at == outer: either one is the same end",
     ("gcra", "Limit", "`0` -> `1`"): "the default wire is never read: __post_init__ derives it, trusted() is given it",
     ("gcra", "Limit", "`0` -> `1` #2"): "the same default wire",
     ("gcra", "state", "`tat < now` -> `tat <= now`"): "at tat == now, now and tat are the same value",
@@ -92,6 +93,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0` #2"): "an unset slow_call as 1.0: the same 1.0 floor",
     ("breaker", "CircuitBreaker._reject", "`0.0` -> `1.0`"):
         "retry_after is None only when forced open (handled before) and never 0.0: the store answers at least 0.001",
+    ("breaker_generators", "GeneratorCall.__init__", "`self._ticket: Ticket | None = None` -> `pass`"):
+        "never read before start() sets it: a refused start() ends the iteration before any other step",
+    ("breaker_generators", "GeneratorCall.__init__", "`self._paused = 0.0` -> `pass`"):
+        "never read before pause() sets it: resume() only ever follows a pause()",
+    ("breaker_generators", "GeneratorCall.__init__", "`0.0` -> `1.0`"): "the same value pause() always overwrites",
     ("breaker_state", "StateRecord.acquire", "`now + 1.0` -> `now - 1.0`"):
         "min()'s default: no live permit while rejecting means half_open_ok >= half_open_calls, which already closed",
     ("breaker_state", "StateRecord.acquire", "`1.0` -> `2.0`"): "the same unreachable default",

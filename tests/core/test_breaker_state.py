@@ -166,3 +166,11 @@ def test_only_an_open_view_has_an_end():
     assert record.view.open_until == 0.0
     record.manual(111.0, "reset")
     assert record.view.open_until == 0.0
+
+
+def test_a_record_built_in_half_open_starts_with_no_successful_probes():
+    record = StateRecord(StateView(State.HALF_OPEN, gen=7))
+    config = BreakerConfig(half_open_calls=1)
+    assert record.half_open_ok == 0
+    decision = record.acquire(10.0, config, "p1", 5.0)
+    assert (decision.allowed, decision.probe) == (True, True)
