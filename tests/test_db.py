@@ -122,13 +122,17 @@ def test_a_real_serialization_conflict_is_retried_to_success(table):
             total = c.fetchone()[0]
             if len(attempts) <= 2:
                 barrier.wait(5)  # both first attempts read before either writes: write skew
+            else:
+                committed.wait(5)  # the re-run starts once the winner committed: it cannot conflict again
             c.execute("INSERT INTO ledger (account, amount) VALUES (%s, %s)", (account, total + 1))
 
     errors = []
+    committed = threading.Event()
 
     def worker(account):
         try:
             book(account)
+            committed.set()
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
         finally:
