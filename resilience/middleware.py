@@ -160,8 +160,9 @@ def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
     return route, None
 
 
-def _with_rate_headers(request: HttpRequest, response: Any) -> Any:
-    """A 429 refused by a DRF throttle gets the same RateLimit headers as the middleware's own 429s."""
+def _finished(request: HttpRequest, response: Any) -> Any:
+    """The response on its way out: a 429 refused by a DRF throttle gets the same RateLimit headers as
+    the middleware's own 429s, and the library's own refusals are not logged again by Django."""
     if getattr(request, "_resilience_quiet", False):
         quiet(response)
     if getattr(response, "status_code", None) == 429 and "RateLimit-Policy" not in response:
@@ -237,9 +238,9 @@ class ResilienceMiddleware:
         if refused is not None:
             return refused
         if route is None:
-            return _with_rate_headers(request, self.get_response(request))
+            return _finished(request, self.get_response(request))
         with _Bounded(route, request) as bounded:
-            return _with_rate_headers(request, bounded.finish(self.get_response(request)))
+            return _finished(request, bounded.finish(self.get_response(request)))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         token = current_request.set(request)
@@ -257,9 +258,9 @@ class ResilienceMiddleware:
             return refused
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         if route is None:
-            return _with_rate_headers(request, await get_response(request))
+            return _finished(request, await get_response(request))
         with _Bounded(route, request) as bounded:
-            return _with_rate_headers(request, bounded.finish(await get_response(request)))
+            return _finished(request, bounded.finish(await get_response(request)))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DeadlineExceeded):
