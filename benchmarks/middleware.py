@@ -102,7 +102,7 @@ def _apply(routes: list[dict[str, Any]]) -> None:
 
     from resilience.conf import resilience_settings
 
-    settings.RESILIENCE = {"HISTORY": False, "ROUTES": routes}
+    settings.RESILIENCE = {"HISTORY": False, "ROUTES": routes, "TRUSTED_PROXIES": ["127.0.0.1/32"]}  # the header is believed
     resilience_settings.reload()
 
 

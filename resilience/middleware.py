@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from . import streams
+from . import ratelimits, streams
 from .conf import on_reload, resilience_settings
 from .context import current_request
 from .core.deadline import deadline
@@ -27,6 +27,8 @@ from .exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
 from .routes import Route, RouteTable
 
 _table: RouteTable | None = None
+_trusted_peers: dict[str, bool] = {}  # REMOTE_ADDR -> in TRUSTED_PROXIES (parsing an address costs µs)
+TRUSTED_PEERS_CACHED = 4096
 PREREAD_MAX = 2_621_440  # bytes read before a permit when DATA_UPLOAD_MAX_MEMORY_SIZE is None (Django's default)
 UNROUTED = Route(label="unrouted", trust_timeout_header=False)
 AdmissionCheck = Callable[[HttpRequest, Route], "HttpResponse | None"]
@@ -51,6 +53,7 @@ def route_table() -> RouteTable:
 def _reset() -> None:
     global _table
     _table = None
+    _trusted_peers.clear()
 
 
 on_reload(_reset)
@@ -72,9 +75,13 @@ def _may_shorten(request: HttpRequest) -> bool:
     mode = resilience_settings.TIMEOUT_HEADERS
     if mode != "trusted_proxies":
         return mode == "any"
-    from .ratelimits import peer_is_trusted
-
-    return peer_is_trusted(request)
+    peer = request.META.get("REMOTE_ADDR") or ""
+    trusted = _trusted_peers.get(peer)
+    if trusted is None:
+        if len(_trusted_peers) >= TRUSTED_PEERS_CACHED:
+            _trusted_peers.clear()  # bounded: peers are whoever connects
+        trusted = _trusted_peers[peer] = ratelimits.peer_is_trusted(request)
+    return trusted
 
 
 def _timeout(route: Route, request: HttpRequest) -> float | None:
