@@ -89,6 +89,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("gcra", "Limit", "`0` -> `1`"): "the default wire is never read: __post_init__ derives it, trusted() is given it",
     ("gcra", "Limit", "`0` -> `1` #2"): "the same default wire",
     ("gcra", "state", "`tat < now` -> `tat <= now`"): "at tat == now, now and tat are the same value",
+    ("breaker", "CircuitBreaker._count", "`c.slow_call is not None and slows * 100 >= c.slow_rate * calls` -> "
+     "`c.slow_call is not None or slows * 100 >= c.slow_rate * calls`"):
+        "without slow_call no call is slow: 0 >= slow_rate * calls is false either way",
+    ("breaker", "CircuitBreaker._trip", "`-1` -> `1`"):
+        "a spent window's mark: generations are store-clock (wall) microseconds, never 1",
+    ("breaker", "CircuitBreaker._trip", "`1` -> `2`"): "the same mark as -2: no generation is negative",
+    ("breaker", "CircuitBreaker.call", "`0.0` -> `1.0`"):
+        "the hot path's ticket start: read only for slow_call and timeout, which the hot path runs without",
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0`"): "an unset timeout as 1.0: the max() has a 1.0 floor anyway",
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0` #2"): "an unset slow_call as 1.0: the same 1.0 floor",
     ("breaker", "CircuitBreaker._reject", "`0.0` -> `1.0`"):

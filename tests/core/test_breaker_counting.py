@@ -178,3 +178,34 @@ def test_nested_with_blocks_each_settle_their_own_call():
                     pass
                 raise ConnectionError("middle")
     assert b.local_stats().calls == 3 and b.local_stats().failures == 2  # the middle block and the outer one it escaped
+
+
+def test_a_with_block_within_or_exactly_at_its_timeout_is_a_success():
+    b, clock, _ = make(minimum_calls=10, timeout=1.0)
+    with b:
+        clock.advance(0.5)
+    with b:
+        clock.advance(1.0)
+    assert b.local_stats().calls == 2 and b.local_stats().failures == 0
+    with b:
+        clock.advance(1.001)
+    assert b.local_stats().failures == 1
+
+
+class TripCountingStore(MemoryBreakerStore):
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.trips = 0
+
+    def trip(self, name, config, expected_gen):
+        self.trips += 1
+        return super().trip(name, config, expected_gen)
+
+
+@pytest.mark.parametrize("op", ["reset", "disable"])
+def test_a_call_settled_after_its_generation_ended_asks_the_store_nothing(op):
+    b, _, _ = make(store=TripCountingStore, minimum_calls=1)
+    ticket = b.admit()
+    getattr(b, op)()
+    b.finish(ticket, ConnectionError("down"))
+    assert b._store.trips == 0 and b.local_stats().calls == 0
