@@ -97,6 +97,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("breaker", "CircuitBreaker._trip", "`1` -> `2`"): "the same mark as -2: no generation is negative",
     ("breaker", "CircuitBreaker.call", "`0.0` -> `1.0`"):
         "the hot path's ticket start: read only for slow_call and timeout, which the hot path runs without",
+    ("breaker", "CircuitBreaker.__aexit__", "`0.0` -> `1.0`"):
+        "a block only has a timer when timeout is set, so `timeout or 0.0` never reaches the 0.0",
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0`"): "an unset timeout as 1.0: the max() has a 1.0 floor anyway",
     ("breaker", "CircuitBreaker._permit_ttl", "`0.0` -> `1.0` #2"): "an unset slow_call as 1.0: the same 1.0 floor",
     ("breaker", "CircuitBreaker._reject", "`0.0` -> `1.0`"):

@@ -1,13 +1,16 @@
 """How one breaker counts and reports: thresholds at their exact edges, a call settled once,
 probe timing, a trip whose shared state is lost, and the fields of its events (fake clock)."""
 
+import asyncio
+
 import pytest
 
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.breaker_state import State, StateView
 from resilience.core.clock import FakeClock
-from resilience.exceptions import CircuitOpenError
+from resilience.core.deadline import deadline
+from resilience.exceptions import CallTimeout, CircuitOpenError
 from resilience.storage.memory import MemoryBreakerStore
 
 
@@ -209,3 +212,24 @@ def test_a_call_settled_after_its_generation_ended_asks_the_store_nothing(op):
     getattr(b, op)()
     b.finish(ticket, ConnectionError("down"))
     assert b._store.trips == 0 and b.local_stats().calls == 0
+
+
+def test_any_error_raised_once_the_callers_deadline_has_passed_counts_nothing():
+    b, _, _ = make(minimum_calls=1, failure_rate=100)
+    with deadline(0):  # on the system clock: passed at once, nothing left
+        failed(b, 3)
+    assert b.local_stats().calls == 0 and b.state == "closed"
+    failed(b)
+    assert b.state == "open"
+
+
+def test_an_async_with_blocks_timeout_error_carries_the_configured_timeout():
+    b, _, _ = make(minimum_calls=10, timeout=0.01)
+
+    async def scenario():
+        async with b:
+            await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeout) as raised:
+        asyncio.run(scenario())
+    assert (raised.value.name, raised.value.timeout) == ("dep", 0.01)
