@@ -2,6 +2,7 @@
 probe timing, a trip whose shared state is lost, and the fields of its events (fake clock)."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -233,3 +234,17 @@ def test_an_async_with_blocks_timeout_error_carries_the_configured_timeout():
     with pytest.raises(CallTimeout) as raised:
         asyncio.run(scenario())
     assert (raised.value.name, raised.value.timeout) == ("dep", 0.01)
+
+
+def test_a_timed_sync_call_runs_in_a_named_daemon_thread_and_is_waited_for():
+    b, _, _ = make(minimum_calls=10, timeout=30.0)
+    seen = {}
+
+    def work():
+        thread = threading.current_thread()
+        seen["daemon"], seen["name"] = thread.daemon, thread.name
+        return sum(range(2_000_000))  # some work: the caller must wait for it, not find it still running
+
+    assert b.call(work) == sum(range(2_000_000))
+    assert seen == {"daemon": True, "name": "breaker-dep"}
+    assert b.local_stats().failures == 0
