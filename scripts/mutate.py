@@ -108,6 +108,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("breaker_generators", "GeneratorCall.__init__", "`self._paused = 0.0` -> `pass`"):
         "never read before pause() sets it: resume() only ever follows a pause()",
     ("breaker_generators", "GeneratorCall.__init__", "`0.0` -> `1.0`"): "the same value pause() always overwrites",
+    ("breaker_state", "StateRecord.fresh", "`1` -> `2`"):
+        "after=-2 instead of -1: max(after + 1, clock µs) is the clock's either way for a clock >= 0",
     ("breaker_state", "StateRecord.acquire", "`now + 1.0` -> `now - 1.0`"):
         "min()'s default: no live permit while rejecting means half_open_ok >= half_open_calls, which already closed",
     ("breaker_state", "StateRecord.acquire", "`1.0` -> `2.0`"): "the same unreachable default",
