@@ -12,7 +12,9 @@ protect. Then, for every statement on that alias:
   statement, so its timer cannot fire) the socket is shut down at the deadline plus
   ``WATCHDOG_GRACE`` and the statement raises ``DeadlineExceeded`` too;
 - the breaker ``postgres:<alias>`` counts connection and timeout failures (not integrity or syntax
-  errors) and so do new connections;
+  errors) and so do new connections; from Django's psycopg pool, ``getconn`` waits no longer than
+  the deadline, and a pool left waiting out its own reconnect backoff by an outage is replaced as
+  soon as Postgres answers (``resilience.backends.postgresql.pool``);
 - outside a transaction, a connection found dead before use (closed by its peer while idle: a
   poll of the socket, no round trip) is replaced before anything is sent, for reads and writes;
   a read whose connection was lost mid-statement is retried on a new connection; a write only if

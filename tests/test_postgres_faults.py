@@ -288,21 +288,79 @@ def test_a_read_on_a_connection_broken_by_an_earlier_statement_gets_a_new_one(pe
 
 
 # -- the database goes away and comes back -------------------------------------------------------
-def test_while_the_database_is_down_requests_fail_cleanly_and_recover_when_it_returns(persistent, table, settings):
+def test_while_the_database_is_down_requests_fail_cleanly_and_recover_when_it_returns(reused, table, settings):
+    """Pooled, before: each request waited for the pool's timeout (2 s, three times: PoolTimeout was
+    retried), and the one after open_for until psycopg_pool's next attempt on its own backoff."""
     settings.RESILIENCE = {
         **settings.RESILIENCE,
         "BREAKERS": {"default": {"minimum_calls": 3, "failure_rate": 50, "open_for": 1}},
     }
-    persistent.request(lambda: select(persistent))
-    persistent.proxy.down()
+    reused.request(lambda: select(reused))
+    reused.proxy.down()
+    started = time.monotonic()
     for _ in range(5):  # lost, then refused, then the breaker opens: all a 503, none a bare error
         with pytest.raises(CircuitOpenError):
-            persistent.request(lambda: insert(persistent, "down"))
-    assert breakers.get("postgres:persistent").state == "open"
-    persistent.proxy.heal()
+            reused.request(lambda: insert(reused, "down"))
+    assert time.monotonic() - started < 1
+    assert breakers.get(f"postgres:{reused.name}").state == "open"
+    reused.proxy.heal()
     time.sleep(1.1)  # open_for
-    persistent.request(lambda: insert(persistent, "back"))
+    started = time.monotonic()
+    reused.request(lambda: insert(reused, "back"))  # the half-open probe
+    assert time.monotonic() - started < 0.5
     assert rows() == {"back": 1}
+
+
+# -- Django's psycopg pool through an outage -----------------------------------------------------
+def test_a_pool_starved_by_an_outage_serves_as_soon_as_postgres_is_back(pooled):
+    """psycopg_pool re-connects on its own backoff (1 s, 2 s, 4 s ... from the first failure) and
+    tells no waiting client that an attempt failed; ``check()`` cannot bring an attempt forward.
+    Before: the request during the outage waited for the pool's timeout (2 s, three times), and the
+    first one after it until the pool's next attempt, 3 s after its first failure."""
+    pooled.request(lambda: select(pooled))
+    old = pooled.db.pool
+    pooled.proxy.down()
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable):
+        pooled.request(lambda: select(pooled))
+    assert time.monotonic() - started < 1  # a direct connection was refused at once
+    time.sleep(1.5)  # the pool's first retry (~1 s after its first failure) failed too
+    pooled.proxy.heal()
+    started = time.monotonic()
+    assert pooled.request(lambda: select(pooled)) == 42
+    assert time.monotonic() - started < 0.5
+    assert pooled.db.pool is not old and old.closed  # replaced: the new pool connected at once
+
+
+def test_a_pool_whose_connections_were_cut_is_kept(pooled):
+    """Postgres is there: the pool re-makes the connections at once, and nothing is replaced."""
+    pooled.request(lambda: select(pooled))
+    old = pooled.db.pool
+    pooled.proxy.cut()
+    assert pooled.request(lambda: select(pooled)) == 42
+    assert pooled.db.pool is old and not old.closed
+
+
+def test_waiting_for_a_pooled_connection_ends_at_the_deadline():
+    """Django calls ``getconn()`` without a timeout. Before: a request with 0.3 s left waited for the
+    pool's 5 s timeout (three times: PoolTimeout was retried), and it counted against the breaker."""
+    needs_django_pool()
+    alias = Alias("pool1", CONN_MAX_AGE=0, OPTIONS={"pool": {"min_size": 1, "max_size": 1, "timeout": 5}})
+    try:
+        select(alias)  # this thread holds the pool's only connection
+        pool = alias.db.pool
+
+        def wait():
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded), deadline(0.3):
+                select(alias)
+            return time.monotonic() - started
+
+        assert in_thread(wait, timeout=20) < 0.6
+        assert breakers.get("postgres:pool1").stats().failures == 0  # the deadline's doing, not the database's
+        assert alias.db.pool is pool  # busy, not in trouble: kept
+    finally:
+        alias.close()
 
 
 # -- black hole: nothing comes back --------------------------------------------------------------

@@ -117,5 +117,6 @@ def test_gunicorn_under_load_through_postgres_cuts_and_an_outage(kind, key_prefi
     assert statuses[200] > 100 and statuses[503] > 0  # the load ran, and the outage was seen
     if kind == "persistent":
         assert recovery <= OPEN_FOR + 1.0, numbers  # one open_for, plus a request in flight
-    else:  # psycopg_pool re-connects on its own backoff (1 s, 2 s, 4 s... from the outage's start)
-        assert recovery <= (restored_at - down_at) + 1.0, numbers
+    else:  # one open_for, plus a probe. Before: 3.2-3.7 s, psycopg_pool's own backoff (attempts 1, 3, 7 s
+        # after the first failure, 10 % jitter: never before 2.3 s after a 4 s outage)
+        assert recovery <= OPEN_FOR + 0.5, numbers

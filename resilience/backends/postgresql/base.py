@@ -2,8 +2,10 @@
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.backends.postgresql import base
+from django.db.backends.postgresql.psycopg_any import IsolationLevel
 
 from ...classifiers import postgres_connect_refused, postgres_connection_lost
 from ...db import (
@@ -16,6 +18,7 @@ from ...db import (
     statement_guard,
     transaction_ended,
 )
+from . import pool as pooled
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -24,7 +27,29 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.execute_wrappers.append(statement_guard)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        return guarded_connect(super().get_new_connection, conn_params, self.alias)
+        if getattr(self, "pool", None) is None:  # no pool, or Django before 5.1
+            return guarded_connect(super().get_new_connection, conn_params, self.alias)
+        return guarded_connect(self._get_pooled_connection, conn_params, self.alias)
+
+    def _get_pooled_connection(self, conn_params: dict[str, Any]) -> Any:
+        """Django's ``get_new_connection`` for a pool (5.1, 5.2), with ``getconn`` bounded by the
+        deadline and a pool starved by an outage replaced (``pool.getconn``): Django's own calls
+        ``getconn()`` with no timeout, so its pool branch is repeated here."""
+        options = self.settings_dict["OPTIONS"]
+        if "isolation_level" in options:
+            try:
+                self.isolation_level = IsolationLevel(options["isolation_level"])
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"Invalid transaction isolation level {options['isolation_level']} specified. "
+                    "Use one of the psycopg.IsolationLevel values."
+                ) from None
+        else:
+            self.isolation_level = IsolationLevel.READ_COMMITTED
+        connection = pooled.getconn(self, conn_params)
+        if "isolation_level" in options:
+            connection.isolation_level = self.isolation_level
+        return connection
 
     def ensure_connection(self) -> None:
         """A database that cannot be reached is ``DatabaseUnavailable`` (503 under the middleware)."""
