@@ -286,6 +286,8 @@ class CircuitBreaker:
         if ticket.permit is None and not self._store.remote:
             self.finish(ticket, exc)
         elif ticket.permit is None:
+            if ticket.done:  # settled already: count it once, as finish() does
+                return
             outcome = self._outcome(exc, ticket.started)
             ticket.done = True
             if self._record(ticket, outcome):

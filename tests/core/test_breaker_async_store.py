@@ -129,11 +129,6 @@ def test_a_ticket_settled_through_a_remote_store_is_done_and_counts_once():
     assert b.local_stats().calls == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: afinish() on a remote store does not check ticket.done (finish() does), so settling a ticket "
-    "twice counts the call twice there and once on a local store",
-)
 @pytest.mark.parametrize("remote", [True])
 def test_a_ticket_settled_twice_through_afinish_counts_once_on_a_remote_store_as_on_a_local_one(remote):
     b, _, store = make(remote, minimum_calls=5)
