@@ -78,7 +78,8 @@ def test_lua_scripts_follow_the_same_state_machine_as_memory(key_prefix, ops):
             elif op[0] == "wait":
                 duration = CONFIG.open_duration(max(memory.view(name).trips, 1)) + 0.02
                 clock.advance(duration)
-                time.sleep(duration)
+                until = shared.now() + duration  # Redis's own clock decides for the scripts: wait for it
+                assert wait_for(lambda u=until: shared.now() >= u, timeout=duration + 1)
             va, vb = memory.view(name), shared.view(name)
             assert (va.state, va.trips) == (vb.state, vb.trips)
             # generations come from each store's clock: they move at the same steps, and only up
@@ -93,8 +94,15 @@ def test_successful_calls_through_a_closed_breaker_make_no_redis_round_trip(redi
     shared = RedisBreakerStore(client(redis_server.url), prefix="hot", sync_interval=3600)
     breaker = CircuitBreaker("hot", BreakerConfig(), shared)
     breaker.call(lambda: None)
-    time.sleep(0.3)  # let the sync thread finish its first poll and subscribe
     probe = client(redis_server.url)
+    channel = "hot:breaker-changes"
+    assert wait_for(lambda: probe.pubsub_numsub(channel)[0][1] == 1)  # the sync thread subscribed ...
+
+    def quiet() -> bool:  # ... and finished its first poll: between two INFOs, only the first INFO ran
+        first = probe.info("stats")["total_commands_processed"]
+        return wait_for(lambda: False, timeout=0.05) or probe.info("stats")["total_commands_processed"] - first == 1
+
+    assert wait_for(quiet)
     before = probe.info("stats")["total_commands_processed"]
     for _ in range(2000):
         breaker.call(lambda: None)
@@ -129,7 +137,8 @@ def test_every_key_the_store_writes_has_a_ttl(store, key_prefix, test_redis):
     store.stats_source = lambda: {"ttl": breaker.local_stats()}
     with pytest.raises(ZeroDivisionError):
         breaker.call(lambda: 1 / 0)
-    time.sleep(0.06)
+    open_until = store.view("ttl").open_until
+    assert wait_for(lambda: store.now() >= open_until)
     with breaker:  # hold a half-open permit while we scan
         store._push_stats()
         keys = list(test_redis.scan_iter(f"{key_prefix}:*"))
@@ -174,10 +183,12 @@ def test_half_open_permits_of_a_crashed_process_expire(store):
     config = BreakerConfig(open_for=0.05, half_open_calls=1)
     store.register("crash")
     store.trip("crash", config, store.view("crash").gen)
-    time.sleep(0.06)
+    open_until = store.view("crash").open_until
+    assert wait_for(lambda: store.now() >= open_until)
     assert store.acquire("crash", config, "dead-process", 0.1).probe
+    permit_expires = store.now() + 0.1
     assert not store.acquire("crash", config, "second", 0.1).allowed
-    time.sleep(0.12)
+    assert wait_for(lambda: store.now() > permit_expires + 0.005)  # the crashed process's permit runs out
     assert store.acquire("crash", config, "third", 0.1).probe
     assert store.view("crash").state is State.HALF_OPEN
 
