@@ -39,28 +39,32 @@ def test_remaining_counts_down_and_check_raises_once_passed():
 
 
 def test_deadline_survives_await_and_is_copied_into_tasks():
+    clock = FakeClock()
+
     async def child():
         await asyncio.sleep(0)
-        return remaining()
+        return remaining(clock)
 
     async def main():
-        async with deadline(5):
+        async with deadline(5, clock=clock):
             await asyncio.sleep(0)
+            clock.advance(1)
             left = await asyncio.create_task(child())
             return left
 
-    assert 4 < asyncio.run(main()) <= 5
+    assert asyncio.run(main()) == 4
 
 
 def test_threads_started_through_the_library_see_the_deadline():
     seen = {}
-    with deadline(5):
-        worker = threading.Thread(target=run_in_thread(lambda: seen.setdefault("left", remaining())))
+    clock = FakeClock()
+    with deadline(5, clock=clock):
+        worker = threading.Thread(target=run_in_thread(lambda: seen.setdefault("left", remaining(clock))))
         worker.start()
         worker.join()
         with ContextThreadPoolExecutor(1) as pool:
-            pooled = pool.submit(remaining).result()
-    assert 4 < seen["left"] <= 5 and 4 < pooled <= 5
+            pooled = pool.submit(remaining, clock).result()
+    assert seen["left"] == 5 and pooled == 5
 
 
 def test_plain_threads_do_not_inherit_a_deadline():
@@ -100,31 +104,35 @@ def test_one_wrapped_function_runs_in_two_threads_at_once_each_with_the_deadline
     """Before: both calls entered the one copied context; the second raised RuntimeError."""
     both_inside = threading.Barrier(2, timeout=5)  # each call is inside the wrapper when the other starts
 
+    clock = FakeClock()
+
     def work():
         both_inside.wait()
-        return remaining()
+        return remaining(clock)
 
-    with deadline(5):
+    with deadline(5, clock=clock):
         wrapped = run_in_thread(work)
     with ThreadPoolExecutor(2) as pool:  # a plain pool: only the wrapper carries the deadline
         calls = [pool.submit(wrapped) for _ in range(2)]
         seen = [call.result(timeout=10) for call in calls]
-    assert all(4 < left <= 5 for left in seen)
+    assert seen == [5, 5]
 
 
 def test_each_call_of_a_wrapped_function_starts_from_the_callers_context():
     marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
 
+    clock = FakeClock()
+
     def work():
         before = marker.get()
         marker.set("set by a call")
-        return before, remaining()
+        return before, remaining(clock)
 
-    with deadline(5):
+    with deadline(5, clock=clock):
         wrapped = run_in_thread(work)
     first, second = wrapped(), wrapped()
     assert first[0] == second[0] == "unset"  # nothing one call sets leaks into the next
-    assert 4 < first[1] <= 5 and 4 < second[1] <= 5
+    assert first[1] == second[1] == 5
 
 
 def test_check_without_a_deadline_never_raises():
