@@ -11,30 +11,20 @@ from resilience.db import ReplicaRouter, breaker_for, retry_transaction, transac
 
 from .conftest import free_port, needs_django_pool
 from .faults.proxy import FaultProxy
+from .pg import fast_retries, scratch_table
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def fast(settings):
-    settings.RESILIENCE = {
-        "HISTORY": False,
-        "RETRY": {
-            name: {"base": 0.001, "cap": 0.01, "budget": None}
-            for name in ("postgres", "postgres_transaction", "postgres_connect")
-        },
-        "BREAKERS": {"default": {"minimum_calls": 3, "failure_rate": 50, "open_for": 30}},
-    }
+    fast_retries(settings, minimum_calls=3, failure_rate=50, open_for=30)
 
 
 @pytest.fixture
 def table():
-    with connection.cursor() as c:
-        c.execute("CREATE TABLE IF NOT EXISTS ledger (id serial PRIMARY KEY, account int, amount int)")
-        c.execute("TRUNCATE ledger")
-    yield "ledger"
-    with connection.cursor() as c:
-        c.execute("DROP TABLE IF EXISTS ledger")
+    with scratch_table("ledger", "id serial PRIMARY KEY, account int, amount int") as name:
+        yield name
 
 
 def extra_alias(alias, **overrides):

@@ -17,30 +17,20 @@ from resilience.db import DatabaseUnavailable, ReplicaRouter, breaker_for
 
 from .conftest import needs_django_pool
 from .faults.proxy import FaultProxy
+from .pg import fast_retries, scratch_table
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def fast(settings):
-    settings.RESILIENCE = {
-        "HISTORY": False,
-        "RETRY": {
-            name: {"base": 0.001, "cap": 0.01, "budget": None}
-            for name in ("postgres", "postgres_transaction", "postgres_connect")
-        },
-        "BREAKERS": {"default": {"minimum_calls": 50, "failure_rate": 90, "open_for": 30}},
-    }
+    fast_retries(settings, minimum_calls=50, failure_rate=90, open_for=30)
 
 
 @pytest.fixture
 def table():
-    with connection.cursor() as c:
-        c.execute("CREATE TABLE IF NOT EXISTS chaos (id serial PRIMARY KEY, key text, n int)")
-        c.execute("TRUNCATE chaos")
-    yield "chaos"
-    with connection.cursor() as c:
-        c.execute("DROP TABLE IF EXISTS chaos")
+    with scratch_table("chaos", "id serial PRIMARY KEY, key text, n int") as name:
+        yield name
 
 
 def rows(key=None):

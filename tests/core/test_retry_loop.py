@@ -15,30 +15,14 @@ from resilience.core.event import Event
 from resilience.core.retry import Retrying, RetryPolicy, retry_after, transient
 from resilience.exceptions import ConfigurationError, RetryBudgetExhausted
 
+from .test_retry import Harness as RetryHarness
 
-class Harness:
-    def __init__(self, **policy):
-        self.clock = FakeClock()
-        self.sleeps = []
-        self.events = []
-        self.retrying = Retrying(
-            RetryPolicy(**{"backoff": Constant(1.0), **policy}),
-            clock=self.clock,
-            sleep=self.sleep,
-            asleep=self.asleep,
-            rng=random.Random(3),
-            emit=self.events.append,
-        )
 
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.clock.advance(seconds)
-
-    async def asleep(self, seconds):
-        self.sleep(seconds)
+class Harness(RetryHarness):
+    """test_retry's harness; ``reasons()`` is its ``kinds()``, as these tests name it."""
 
     def reasons(self):
-        return [(e.kind, e.fields.get("reason")) for e in self.events]
+        return self.kinds()
 
 
 def failing(exc=ConnectionError, times=100):
