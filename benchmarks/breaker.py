@@ -35,8 +35,8 @@ import redis  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from resilience.core.breaker import CircuitBreaker  # noqa: E402
 from resilience.core.breaker_config import BreakerConfig  # noqa: E402
-from resilience.storage.memory import MemoryBreakerStore  # noqa: E402
-from resilience.storage.redis import RedisBreakerStore  # noqa: E402
+from resilience.storage.memory.breaker import MemoryBreakerStore  # noqa: E402
+from resilience.storage.redis.breaker import RedisBreakerStore  # noqa: E402
 
 BARE = "bare call"
 PYB_MEM = "pybreaker, in memory"
@@ -102,8 +102,8 @@ def _setup_django(redis_url: str, prefix: str) -> Any:
             LOGGING_CONFIG=None,
         )
         django.setup()
-    from resilience.decorators import circuit_breaker
-    from resilience.registry import breakers
+    from resilience.breakers.decorator import circuit_breaker
+    from resilience.breakers.registry import breakers
 
     return circuit_breaker("bench")(fn), breakers
 

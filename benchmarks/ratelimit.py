@@ -62,8 +62,8 @@ from limits.strategies import (  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from resilience.core.gcra import Limit  # noqa: E402
-from resilience.storage.fastscript import FastScript  # noqa: E402
-from resilience.storage.ratelimit import RedisRateLimitStore  # noqa: E402
+from resilience.storage.redis.fastscript import FastScript  # noqa: E402
+from resilience.storage.redis.ratelimit import RedisRateLimitStore  # noqa: E402
 
 CACHE = "ratelimit_bench"  # the django-redis cache alias DRF's throttle and django-ratelimit use
 SLOW = 20  # first calibration batch: every decision is a network round trip
@@ -269,7 +269,7 @@ class Bench:
                 )
             return lambda ident: store.hit([trusted(f"{keys}:ip:{ident.ip}", *ip)]).allowed
         if base == "limiter":
-            from resilience.limiter import Limiter, policy
+            from resilience.ratelimit.limiter import Limiter, policy
 
             limiter, prefix = Limiter(self.store), f"{self.prefix}:{tag}"
             ip_policy = policy("ip", f"{count}/{period}s", "bench")
@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if bench is not None:
             bench.close()
-            from resilience.registry import breakers
+            from resilience.breakers.registry import breakers
 
             breakers.reload()  # closes the Limiter breaker's shared store and its sync thread
         try:

@@ -1,9 +1,10 @@
 """django-resilience: circuit breakers, retries, deadlines, rate limits and fallbacks for Django."""
 
-from .core.deadline import deadline, remaining
-from .core.retry import RetryPolicy
-from .decorators import circuit_breaker
-from .exceptions import (
+from resilience.breakers.decorator import circuit_breaker
+from resilience.breakers.registry import breakers
+from resilience.core.deadline import deadline, remaining
+from resilience.core.retry import RetryPolicy
+from resilience.exceptions import (
     CallTimeout,
     CircuitOpenError,
     ConfigurationError,
@@ -12,9 +13,8 @@ from .exceptions import (
     RetryBudgetExhausted,
     UnknownBreakerError,
 )
-from .fallback import fallback
-from .registry import breakers
-from .retry import retry
+from resilience.fallbacks.chain import fallback
+from resilience.retries.policies import retry
 
 __all__ = [
     "CallTimeout",

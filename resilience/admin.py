@@ -10,9 +10,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from .exceptions import ResilienceError, UnknownBreakerError
-from .models import Circuit, CircuitEvent
-from .registry import breakers
+from resilience.breakers.registry import breakers
+from resilience.exceptions import ResilienceError, UnknownBreakerError
+from resilience.models import Circuit, CircuitEvent
 
 ACTIONS = {"reset": "reset", "force_open": "forced open"}
 

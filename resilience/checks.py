@@ -8,9 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import resilience_settings
-from .exceptions import ConfigurationError
-from .redis_connection import URL_SCHEMES
+from resilience.conf import resilience_settings
+from resilience.exceptions import ConfigurationError
+from resilience.storage.redis.client import URL_SCHEMES
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
@@ -108,7 +108,7 @@ def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         return []
     from django.urls import NoReverseMatch, get_resolver, reverse
 
-    from .routes import RouteTable
+    from resilience.routing.routes import RouteTable
 
     try:
         table = RouteTable(resilience_settings.ROUTES)
@@ -136,9 +136,9 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Rate settings are read per request; a typo must stop the deploy, not answer 500 later."""
     if not _settings_load():
         return []
-    from . import ratelimits
-    from .limiter import policy
-    from .routes import RouteTable
+    from resilience.ratelimit import admission as ratelimits
+    from resilience.ratelimit.limiter import policy
+    from resilience.routing.routes import RouteTable
 
     try:
         ratelimits._state.pop("settings", None)
@@ -179,7 +179,7 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         return []
     from django.urls import get_resolver
 
-    from .throttling import throttle_problems
+    from resilience.throttling import throttle_problems
 
     try:
         views = list(dict.fromkeys(_view_classes(get_resolver().url_patterns)))
@@ -214,4 +214,3 @@ def check_tenant_resolver(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not callable(resolver):
         return [Error(f'RESILIENCE["TENANT_RESOLVER"] {path!r} is not callable', id="resilience.E014")]
     return []
-

@@ -14,9 +14,9 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from .core.breaker_config import BreakerConfig
-from .core.validation import reject_unknown_keys
-from .exceptions import ConfigurationError
+from resilience.core.breaker_config import BreakerConfig
+from resilience.core.validation import reject_unknown_keys
+from resilience.exceptions import ConfigurationError
 
 DEFAULTS: dict[str, Any] = {
     "REDIS": None,  # django-redis cache alias or redis:// URL; None: in-process state (one worker)
@@ -26,16 +26,16 @@ DEFAULTS: dict[str, Any] = {
     "STATE_TTL": 30 * 86_400,  # seconds a breaker's shared state lives after its last change
     "HISTORY": True,  # record transitions and manual actions in the CircuitEvent model
     "BREAKERS": {"default": {}},  # per-name breaker settings; "default" applies to every breaker
-    "METRICS": {"SINKS": []},  # dotted paths of resilience.metrics.MetricsSink subclasses
+    "METRICS": {"SINKS": []},  # dotted paths of resilience.observability.metrics.MetricsSink subclasses
     "TRUSTED_PROXIES": [],
-    "TENANT_RESOLVER": "resilience.auth.entra_tenant",
+    "TENANT_RESOLVER": "resilience.integrations.entra.entra_tenant",
     "RETRY": {},
     "ROUTES": [],
     "ALERTS": {},
     "AWS": {},
-    "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.db.ReplicaRouter
+    "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.integrations.postgres.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
-    "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.entra
+    "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.integrations.entra.backend
     "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
     "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
     "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for
@@ -67,12 +67,26 @@ def _exceptions(value: Any, path: str) -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
+# Keys whose value is turned into objects (policies, tables, callables) by a parser in the module that
+# owns the concept, named by dotted path so this module imports none of them. Each parser takes
+# ``(value, path)`` and returns the parsed value or raises ConfigurationError naming ``path``. The
+# result is cached here until the settings change: nothing else caches settings.
+PARSERS: dict[str, str] = {}
+# The check id that reports a key's problem (default resilience.E001).
+CHECK_IDS: dict[str, str] = {}
+
+
 class ResilienceSettings:
-    """Validated view of ``settings.RESILIENCE``; attribute access by key (``resilience_settings.REDIS``)."""
+    """Validated view of ``settings.RESILIENCE``; attribute access by key (``resilience_settings.REDIS``).
+
+    Plain keys are validated together at first access. Keys in ``PARSERS`` are parsed on first
+    access, one by one, so a typo in one feature's settings breaks that feature, not every breaker;
+    ``manage.py check`` (``problems()``) parses them all at start-up."""
 
     def __init__(self) -> None:
         self._values: dict[str, Any] | None = None
         self._breakers: dict[str, BreakerConfig] = {}
+        self._parsed: dict[str, Any] = {}
 
     def _load(self) -> dict[str, Any]:
         user = getattr(django_settings, ROOT, {})
@@ -140,7 +154,34 @@ class ResilienceSettings:
     def __getattr__(self, key: str) -> Any:
         if key not in DEFAULTS:
             raise AttributeError(f"invalid resilience setting {key!r}")
+        if key in PARSERS:
+            return self.parsed(key)
         return self.values[key]
+
+    def parsed(self, key: str) -> Any:
+        """The value of ``key`` after its parser (``PARSERS``), cached until the settings change."""
+        try:
+            return self._parsed[key]
+        except KeyError:
+            pass
+        raw = self.values[key]
+        value = import_string(PARSERS[key])(raw, f'{ROOT}["{key}"]')
+        self._parsed[key] = value
+        return value
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(check id, message)`` for every key that does not validate: what ``manage.py check`` reports."""
+        try:
+            self.values  # noqa: B018 - the plain keys, validated together
+        except ConfigurationError as exc:
+            return [("resilience.E001", str(exc))]
+        found = []
+        for key in PARSERS:
+            try:
+                self.parsed(key)
+            except ConfigurationError as exc:
+                found.append((CHECK_IDS.get(key, "resilience.E001"), str(exc)))
+        return found
 
     def breaker_config(self, name: str) -> BreakerConfig:
         """The configured settings of breaker ``name``, or the ``default`` entry."""
@@ -154,6 +195,7 @@ class ResilienceSettings:
     def reload(self) -> None:
         self._values = None
         self._breakers = {}
+        self._parsed = {}
         for listener in list(_listeners):
             listener()
 

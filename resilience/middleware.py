@@ -16,15 +16,16 @@ from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from . import ratelimits, streams
-from .conf import on_reload, resilience_settings
-from .context import current_request
-from .core.deadline import deadline
-from .core.event import Event
-from .core.timeout_header import parse_grpc, parse_seconds
-from .events import emit
-from .exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
-from .routes import Route, RouteTable
+from resilience.conf import on_reload, resilience_settings
+from resilience.core.deadline import deadline
+from resilience.core.event import Event
+from resilience.core.timeout_header import parse_grpc, parse_seconds
+from resilience.exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
+from resilience.observability.events import emit
+from resilience.ratelimit import admission as ratelimits
+from resilience.routing import streams
+from resilience.routing.routes import Route, RouteTable
+from resilience.tenancy import current_request
 
 _table: RouteTable | None = None
 _trusted_peers: dict[str, bool] = {}  # REMOTE_ADDR -> in TRUSTED_PROXIES (parsing an address costs µs)
@@ -175,7 +176,7 @@ def _finished(request: HttpRequest, response: Any) -> Any:
     if getattr(response, "status_code", None) == 429 and "RateLimit-Policy" not in response:
         stored = getattr(request, "resilience_ratelimit", None)
         if stored is not None:
-            from .ratelimits import headers
+            from resilience.ratelimit.admission import headers
 
             decision, policies = stored
             if not decision.allowed:  # refused by one of ours: its event is the log line

@@ -20,7 +20,7 @@ class Circuit(models.Model):
 
 
 class CircuitEvent(models.Model):
-    """One breaker transition or manual action, written asynchronously by ``resilience.history``."""
+    """One breaker transition or manual action, written asynchronously by ``resilience.observability.history``."""
 
     breaker = models.CharField(max_length=200, db_index=True)
     old_state = models.CharField(max_length=20)

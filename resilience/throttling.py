@@ -21,15 +21,15 @@ try:
     from rest_framework.settings import api_settings
     from rest_framework.throttling import BaseThrottle
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without DRF
-    from .extras import missing
+    from resilience.integrations.extras import missing
 
     raise missing("rest_framework", "resilience.throttling") from exc
 
-from . import ratelimits
-from .conf import resilience_settings
-from .core.gcra import Decision, LimitState
-from .exceptions import ConfigurationError
-from .limiter import RatePolicy, identity_text, normalise, policy
+from resilience.conf import resilience_settings
+from resilience.core.gcra import Decision, LimitState
+from resilience.exceptions import ConfigurationError
+from resilience.ratelimit import admission as ratelimits
+from resilience.ratelimit.limiter import RatePolicy, identity_text, normalise, policy
 
 _DECISION = "_resilience_throttle_decision"
 
@@ -262,7 +262,7 @@ def throttle_problems(view_classes: Any) -> list[str]:
 
     rates = api_settings.DEFAULT_THROTTLE_RATES or {}
     defaults = [import_string(c) if isinstance(c, str) else c for c in api_settings.DEFAULT_THROTTLE_CLASSES or ()]
-    uses = [("REST_FRAMEWORK[\"DEFAULT_THROTTLE_CLASSES\"]", None, c) for c in defaults]
+    uses = [('REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]', None, c) for c in defaults]
     for view in view_classes:
         for throttle in getattr(view, "throttle_classes", None) or ():
             uses.append((f"{view.__module__}.{view.__qualname__}", view, throttle))
@@ -287,4 +287,3 @@ def throttle_problems(view_classes: Any) -> list[str]:
                 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (set it, or None for no limit)'
             )
     return problems
-

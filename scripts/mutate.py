@@ -47,7 +47,7 @@ IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".mypy_cache", "*
 # The fast, service-light tests that exercise the core engines (no Postgres: workers run in parallel).
 SUITE = (
     "tests/core",
-    "tests/storage/test_memory_ratelimit_eviction.py",
+    "tests/storage/memory/test_ratelimit_eviction.py",
     "tests/storage/test_ratelimit_engines.py",
 )
 # Run first for a mutant of this module: most mutants then die within a second.
@@ -63,7 +63,7 @@ FIRST = {
     ],
     "budget": ["tests/core/test_backoff_and_budget.py", "tests/core/test_retry.py"],
     "bulkhead": ["tests/core/test_bulkhead.py"],
-    "client_ip": ["tests/core/test_client_ip.py", "tests/test_ratelimit_middleware.py"],
+    "client_ip": ["tests/core/test_client_ip.py", "tests/ratelimit/test_admission.py"],
     "clock": ["tests/core/test_clock.py", "tests/core/test_breaker.py"],
     "deadline": ["tests/core/test_deadline.py", "tests/core/test_deadline_context.py", "tests/core/test_retry.py"],
     "fallback": ["tests/core/test_fallback_chain.py"],

@@ -18,7 +18,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from resilience.registry import breakers
+from resilience.breakers.registry import breakers
 
 CHROME_ARGS = (
     "--headless=new",
@@ -128,7 +128,7 @@ def _fresh_registry() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_log_summaries() -> Iterator[None]:
     """Each test starts with no folded log lines (a line's first occurrence is logged at once)."""
-    from resilience import events
+    from resilience.observability import events
 
     events.summary = events.LogSummary()
     yield

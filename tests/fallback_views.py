@@ -17,7 +17,7 @@ def dashboard_data(tenant):
 
 class Dashboard(APIView):
     def get(self, request):
-        from resilience.ratelimits import tenant
+        from resilience.ratelimit.admission import tenant
 
         return Response(dashboard_data(tenant(request)))
 

@@ -34,4 +34,3 @@ def all_python_blocks() -> list[tuple[str, str]]:
         heading = [h for pos, h in headings if pos < match.start()]
         blocks.append((heading[-1] if heading else "", match.group(1)))
     return blocks
-

@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from resilience.degrade import degradable
+from resilience.fallbacks.degrade import degradable
 from resilience.signals import event_emitted
 from tests.waiting import wait_for as wait_until
 

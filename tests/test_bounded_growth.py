@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from resilience import fallback
-from resilience.context import current_request
+from resilience.tenancy import current_request
 
 pytestmark = pytest.mark.django_db
 
@@ -62,9 +62,9 @@ def test_at_the_cap_known_keys_stay_fresh_and_new_ones_get_no_stale_value(on_eit
 
 
 def test_the_cap_counts_every_scope_of_one_fallback_and_each_fallback_has_its_own(on_redis, settings, key_prefix, test_redis):
-    from .test_fallback import Request
+    from tests.fallbacks.test_chain import Request
 
-    settings.RESILIENCE = {**settings.RESILIENCE, "TENANT_RESOLVER": "tests.test_fallback.request_tenant"}
+    settings.RESILIENCE = {**settings.RESILIENCE, "TENANT_RESOLVER": "tests.fallbacks.test_chain.request_tenant"}
 
     @fallback("per-tenant", stale_for=600, scope="tenant", default=None, max_stale_keys=5)
     def report(n):

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from resilience import breakers
-from resilience.degrade import degradable
+from resilience.fallbacks.degrade import degradable
 from resilience.models import CircuitEvent
 from tests.waiting import wait_for
 
@@ -43,7 +43,7 @@ def test_list_shows_configured_breakers_as_a_table(configured):
 
 
 def test_list_includes_breakers_used_by_other_processes(configured):
-    from resilience.storage.redis import RedisBreakerStore
+    from resilience.storage.redis.breaker import RedisBreakerStore
 
     other = RedisBreakerStore(breakers.store._client, prefix=configured.store._prefix)
     try:
@@ -132,17 +132,21 @@ def test_the_actor_is_the_process_user_whatever_logname_and_user_say():
 
 # -- every declared or configured breaker, from every process ----------------------------------
 DECLARE = {
-    "degradable": "from resilience.degrade import degradable\ndegradable('search box', breaker='search', default=[])(len)",
+    "degradable": (
+        "from resilience.fallbacks.degrade import degradable\ndegradable('search box', breaker='search', default=[])(len)"
+    ),
     "template tag": (
         "from django.template import Template\n"
         'Template(\'{% load resilience %}{% degradable "box" breaker="search" %}x{% enddegradable %}\')'
     ),
     "drf view": (
-        "from rest_framework.views import APIView\nfrom resilience.degrade import DegradableViewMixin\n"
+        "from rest_framework.views import APIView\nfrom resilience.fallbacks.degrade import DegradableViewMixin\n"
         "class Search(DegradableViewMixin, APIView):\n    degrade_when = ['search']"
     ),
     "circuit_breaker": "from resilience import circuit_breaker\ncircuit_breaker('search')(len)",
 }
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("how", list(DECLARE))
 def test_a_breaker_another_process_only_declared_is_listed_and_opened_by_the_command(shared_breakers, key_prefix, how):

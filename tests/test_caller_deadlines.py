@@ -10,8 +10,8 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from resilience import DeadlineExceeded, deadline
+from resilience.breakers.registry import breakers
 from resilience.exceptions import CallTimeout
-from resilience.registry import breakers
 
 from .live import LiveServer
 
@@ -41,6 +41,7 @@ def test_short_caller_deadlines_never_open_the_database_breaker_in_a_real_server
     overrides = live_settings(key_prefix)
     settings.RESILIENCE = overrides["RESILIENCE"]
     with LiveServer(overrides, workers=4) as server:
+
         def cut_short(_):
             started = time.monotonic()
             response = requests.get(server.url + "/slow-query/", headers={"X-Request-Timeout": "0.05"}, timeout=10)

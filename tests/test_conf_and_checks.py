@@ -5,9 +5,9 @@ import redis
 from django.conf import settings as django_settings
 from django.core.checks import run_checks
 
+from resilience.breakers.registry import breakers
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
-from resilience.registry import breakers
 
 
 def check_ids():
@@ -120,12 +120,14 @@ def test_a_django_redis_alias_shares_the_cache_server_with_short_timeouts(settin
     assert breakers.get("via-alias").state == "forced_open"
 
 
-@pytest.mark.parametrize("path", ["no.such.module.resolver", "resilience.auth.no_such_function", "resilience.conf.ROOT"])
+@pytest.mark.parametrize(
+    "path", ["no.such.module.resolver", "resilience.integrations.entra.claims.no_such_function", "resilience.conf.ROOT"]
+)
 def test_a_broken_tenant_resolver_is_e014_at_start_up_and_no_tenant_at_request_time(settings, path):
     from django.core.checks import run_checks
     from django.test import RequestFactory
 
-    from resilience.ratelimits import tenant
+    from resilience.ratelimit.admission import tenant
 
     settings.RESILIENCE = {"HISTORY": False, "TENANT_RESOLVER": path}
     assert [m.id for m in run_checks() if m.id == "resilience.E014"] == ["resilience.E014"]

@@ -172,7 +172,7 @@ def test_routes_resolve_with_the_urlconf_an_earlier_middleware_chose(settings):
 
 def test_the_resolved_route_cache_is_bounded():
     from resilience.middleware import route_table
-    from resilience.routes import RESOLVE_CACHE_SIZE
+    from resilience.routing.routes import RESOLVE_CACHE_SIZE
 
     table = route_table()
     for n in range(RESOLVE_CACHE_SIZE + 10):

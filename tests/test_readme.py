@@ -90,7 +90,7 @@ def test_the_readmes_fallback_block_falls_back(settings, key_prefix, placeholder
 
 
 def test_the_readmes_routes_pick_the_route_they_describe(placeholders):
-    from resilience.routes import RouteTable
+    from resilience.routing.routes import RouteTable
 
     heading, code = next(b for b in BLOCKS if b[0] == "## Middleware and routes")
     table = RouteTable(run(code, placeholders)["RESILIENCE"]["ROUTES"])

@@ -9,7 +9,7 @@ from django.views import View
 
 from resilience import remaining
 from resilience.exceptions import DeadlineExceeded
-from resilience.routes import resilience_route
+from resilience.routing.routes import resilience_route
 
 gate = threading.Event()  # tests hold requests inside a view with it
 inside = threading.Semaphore(0)

@@ -16,7 +16,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from resilience.entra import ResilientAccessTokenAuthentication
+from resilience.integrations.entra.backend import ResilientAccessTokenAuthentication
 
 
 class Me(APIView):

@@ -134,7 +134,7 @@ _UPSTREAM = None
 
 def _upstream_session():
     """One ``ResilientSession`` per worker, made on its first upstream call."""
-    from resilience.http import ResilientSession
+    from resilience.integrations.http.session import ResilientSession
 
     global _UPSTREAM
     if _UPSTREAM is None:

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..exceptions import ConfigurationError
+from resilience.exceptions import ConfigurationError
 
 
 class Backoff(Protocol):

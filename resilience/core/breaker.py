@@ -14,18 +14,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
-from .breaker_config import BreakerConfig
-from .breaker_generators import AsyncGeneratorCall, GeneratorCall
-from .breaker_state import Outcome, State, StateView
-from .clock import SYSTEM_CLOCK, Clock
-from .deadline import remaining
-from .event import Event, EventSink, discard
-from .windows import CountWindow, TimeWindow, Window, WindowSnapshot
-from .wrapping import decorate
+from resilience.core.breaker_config import BreakerConfig
+from resilience.core.breaker_generators import AsyncGeneratorCall, GeneratorCall
+from resilience.core.breaker_state import Outcome, State, StateView
+from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.core.deadline import remaining
+from resilience.core.event import Event, EventSink, discard
+from resilience.core.windows import CountWindow, TimeWindow, Window, WindowSnapshot
+from resilience.core.wrapping import decorate
+from resilience.exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
 
 if TYPE_CHECKING:
-    from ..storage.base import BreakerStore
+    from resilience.core.ports import BreakerStore
 
 T = TypeVar("T")
 # Enum members as module constants: on Python 3.11 every ``State.X`` goes through

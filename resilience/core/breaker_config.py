@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..exceptions import ConfigurationError
-from .validation import reject_unknown_keys
+from resilience.core.validation import reject_unknown_keys
+from resilience.exceptions import ConfigurationError
 
 DEFAULTS: dict[str, Any] = {
     "failure_rate": 50,  # percent of failed calls in the window that opens the breaker

@@ -18,11 +18,11 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from ..exceptions import CallTimeout
-from .clock import Clock
+from resilience.core.clock import Clock
+from resilience.exceptions import CallTimeout
 
 if TYPE_CHECKING:
-    from .breaker import CircuitBreaker, Ticket
+    from resilience.core.breaker import CircuitBreaker, Ticket
 
 T = TypeVar("T")
 

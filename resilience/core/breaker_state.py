@@ -1,7 +1,7 @@
 """The breaker's shared state machine: closed → open → half_open → closed, plus manual states.
 
 This is the reference semantics. ``storage.memory`` runs it under a lock; the Redis store runs
-the same rules in Lua (``storage/lua/``), and the tests hold the two to the same behaviour.
+the same rules in Lua (``storage/redis/lua/``), and the tests hold the two to the same behaviour.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .breaker_config import BreakerConfig
+from resilience.core.breaker_config import BreakerConfig
 
 
 class State(StrEnum):

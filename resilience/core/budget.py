@@ -10,7 +10,7 @@ import math
 import threading
 from typing import Protocol
 
-from .clock import SYSTEM_CLOCK, Clock
+from resilience.core.clock import SYSTEM_CLOCK, Clock
 
 
 class RetryBudget(Protocol):

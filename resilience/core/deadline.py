@@ -12,8 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..exceptions import ConfigurationError, DeadlineExceeded
-from .clock import SYSTEM_CLOCK, Clock
+from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.exceptions import ConfigurationError, DeadlineExceeded
 
 T = TypeVar("T")
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("resilience_deadline", default=None)

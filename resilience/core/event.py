@@ -1,4 +1,4 @@
-"""The event record every decision produces; dispatched by ``resilience.events``."""
+"""The event record every decision produces; dispatched by ``resilience.observability.events``."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..exceptions import ConfigurationError
-from .event import Event, EventSink, discard
+from resilience.core.event import Event, EventSink, discard
+from resilience.exceptions import ConfigurationError
 
 NO_DEFAULT = object()
 SCOPES = ("tenant", "user", "public")

@@ -4,7 +4,7 @@ Each limit keeps one number per key, its theoretical arrival time (TAT). A reque
 is allowed by a limit when ``max(tat, now) + c·T - τ <= now``, where ``T = period / rate`` is the
 emission interval and ``τ = burst · T`` the tolerance. A request is admitted only if every limit
 allows it; then every limit's TAT advances. A rejected request consumes nothing anywhere.
-The Redis engine runs the same rule in ``storage/lua/ratelimit.lua``.
+The Redis engine runs the same rule in ``storage/redis/lua/ratelimit.lua``.
 
 ``T`` and ``τ`` are whole microseconds (``Limit.wire``), as Redis's ``TIME`` is: both engines then
 step on the same grid, and the script never formats a fraction. ``T`` is ``period / rate`` rounded
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..exceptions import ConfigurationError
+from resilience.exceptions import ConfigurationError
 
 MICROS = 1_000_000
 MAX_TOLERANCE = 366 * 86_400 * MICROS  # µs; with now + τ below 2^53, a double holds every time exactly

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-from ..exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded, RetryBudgetExhausted
-from .backoff import Backoff, FullJitter
-from .budget import RetryBudget
-from .clock import SYSTEM_CLOCK, Clock
-from .deadline import remaining
-from .event import Event, EventSink, discard
-from .wrapping import decorate
+from resilience.core.backoff import Backoff, FullJitter
+from resilience.core.budget import RetryBudget
+from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.core.deadline import remaining
+from resilience.core.event import Event, EventSink, discard
+from resilience.core.wrapping import decorate
+from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded, RetryBudgetExhausted
 
 T = TypeVar("T")
 NEVER_RETRIED = (CircuitOpenError, DeadlineExceeded, RetryBudgetExhausted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..exceptions import ConfigurationError
+from resilience.exceptions import ConfigurationError
 
 
 def reject_unknown_keys(values: Mapping[Any, Any], known: Iterable[str], path: str) -> None:

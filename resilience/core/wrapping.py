@@ -14,7 +14,7 @@ import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any, Protocol, TypeVar
 
-from ..exceptions import ConfigurationError
+from resilience.exceptions import ConfigurationError
 
 T = TypeVar("T")
 

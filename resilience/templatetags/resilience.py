@@ -20,9 +20,9 @@ from typing import Any
 from django import template
 from django.template.base import FilterExpression, NodeList, Parser, Token
 
-from ..degrade import OUTAGE_ERRORS, breaker_is_open, degraded
-from ..exceptions import ConfigurationError
-from ..registry import breakers
+from resilience.breakers.registry import breakers
+from resilience.exceptions import ConfigurationError
+from resilience.fallbacks.degrade import OUTAGE_ERRORS, breaker_is_open, degraded
 
 register = template.Library()
 

@@ -10,7 +10,7 @@ from resilience.core.clock import FakeClock
 from resilience.core.deadline import deadline
 from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
-from resilience.storage.memory import MemoryBreakerStore
+from resilience.storage.memory.breaker import MemoryBreakerStore
 
 
 class CountingStore(MemoryBreakerStore):

@@ -9,7 +9,7 @@ import pytest
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.clock import FakeClock
-from resilience.storage.memory import MemoryBreakerStore
+from resilience.storage.memory.breaker import MemoryBreakerStore
 
 
 class ThreadRecordingStore(MemoryBreakerStore):

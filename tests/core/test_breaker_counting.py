@@ -12,7 +12,7 @@ from resilience.core.breaker_state import State, StateView
 from resilience.core.clock import FakeClock
 from resilience.core.deadline import deadline
 from resilience.exceptions import CallTimeout, CircuitOpenError
-from resilience.storage.memory import MemoryBreakerStore
+from resilience.storage.memory.breaker import MemoryBreakerStore
 
 
 def make(store=None, **config):

@@ -10,7 +10,7 @@ from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.clock import FakeClock
 from resilience.exceptions import CallTimeout
-from resilience.storage.memory import MemoryBreakerStore
+from resilience.storage.memory.breaker import MemoryBreakerStore
 
 
 def make(**config):

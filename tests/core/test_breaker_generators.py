@@ -15,11 +15,10 @@ from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.clock import FakeClock
 from resilience.core.retry import Retrying, RetryPolicy
-from resilience.degrade import degradable
 from resilience.exceptions import CallTimeout, CircuitOpenError, ConfigurationError
-from resilience.storage.memory import MemoryBreakerStore
-
-from ..conftest import resilience_settings
+from resilience.fallbacks.degrade import degradable
+from resilience.storage.memory.breaker import MemoryBreakerStore
+from tests.conftest import resilience_settings
 
 
 def make(**config):

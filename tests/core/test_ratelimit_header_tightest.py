@@ -2,8 +2,8 @@
 (``Decision.tightest``). Lives beside the GCRA tests because the choice is made in core/gcra.py."""
 
 from resilience.core.gcra import decide
-from resilience.limiter import RatePolicy
-from resilience.ratelimits import headers
+from resilience.ratelimit.admission import headers
+from resilience.ratelimit.limiter import RatePolicy
 
 IP = RatePolicy("ip", 100, 60.0, 100)
 TENANT = RatePolicy("tenant", 10, 60.0, 10)

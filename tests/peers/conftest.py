@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
-from resilience import ratelimits
-from resilience.storage.ratelimit import MemoryRateLimitStore
+from resilience.ratelimit import admission as ratelimits
+from resilience.storage.redis.ratelimit import MemoryRateLimitStore
 
 
 class WallClock:

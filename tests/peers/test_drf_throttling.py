@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from resilience import ratelimits
+from resilience.ratelimit import admission as ratelimits
 from resilience.throttling import IPRateThrottle, ScopedRateThrottle
 
 pytestmark = pytest.mark.django_db

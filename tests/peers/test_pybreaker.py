@@ -24,10 +24,9 @@ from resilience import CircuitOpenError, circuit_breaker
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.clock import FakeClock
-from resilience.storage.memory import MemoryBreakerStore
-from resilience.storage.redis import RedisBreakerStore
-
-from ..waiting import wait_for
+from resilience.storage.memory.breaker import MemoryBreakerStore
+from resilience.storage.redis.breaker import RedisBreakerStore
+from tests.waiting import wait_for
 
 
 class Down(Exception):

@@ -20,7 +20,7 @@ from resilience.core.clock import FakeClock
 from resilience.core.deadline import deadline
 from resilience.core.retry import Retrying, RetryPolicy
 from resilience.exceptions import CircuitOpenError
-from resilience.storage.redis_budget import RedisRetryBudget
+from resilience.storage.redis.budget import RedisRetryBudget
 
 
 class Run:

@@ -10,7 +10,7 @@ def race(redis_url: str, limits: list[tuple[Any, ...]], barrier: Any, results: A
     import redis
 
     from resilience.core.gcra import Limit
-    from resilience.storage.ratelimit import RedisRateLimitStore
+    from resilience.storage.redis.ratelimit import RedisRateLimitStore
 
     store = RedisRateLimitStore(redis.Redis.from_url(redis_url))
     admitted = [0] * threads

@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 
 from resilience.core.gcra import Limit
-from resilience.storage.ratelimit import MemoryRateLimitStore, RedisRateLimitStore
+from resilience.storage.redis.ratelimit import MemoryRateLimitStore, RedisRateLimitStore
 
 from . import ratelimit_workers
 

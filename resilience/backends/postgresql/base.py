@@ -1,4 +1,4 @@
-"""``ENGINE: "resilience.backends.postgresql"``: Django's Postgres backend plus ``resilience.db`` guards."""
+"""``ENGINE: "resilience.backends.postgresql"``: Django's Postgres backend plus the guards of ``integrations.postgres``."""
 
 from typing import Any
 
@@ -7,8 +7,9 @@ from django.db import DatabaseError
 from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
 
-from ...classifiers import postgres_connect_refused, postgres_connection_lost
-from ...db import (
+from resilience.backends.postgresql import pool as pooled
+from resilience.integrations.classifiers import postgres_connect_refused, postgres_connection_lost
+from resilience.integrations.postgres.guards import (
     DatabaseUnavailable,
     _unavailable,
     connection_dead,
@@ -18,7 +19,6 @@ from ...db import (
     statement_guard,
     transaction_ended,
 )
-from . import pool as pooled
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -30,8 +30,8 @@ import time
 import weakref
 from typing import Any
 
-from ...core.deadline import remaining
-from ...exceptions import DeadlineExceeded
+from resilience.core.deadline import remaining
+from resilience.exceptions import DeadlineExceeded
 
 RESTART_INTERVAL = 1.0  # seconds: a pool is replaced at most this often
 CLOSE_WAIT = 0.1  # seconds for the old pool's threads to stop; one busy connecting is left to finish

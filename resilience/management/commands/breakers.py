@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from resilience import history
+from resilience.breakers.registry import BreakerSnapshot, breakers
 from resilience.exceptions import ConfigurationError, ResilienceError, UnknownBreakerError
-from resilience.registry import BreakerSnapshot, breakers
+from resilience.observability import history
 
 LOCAL_ONLY = (
     "warning: RESILIENCE['REDIS'] is not set, so breaker state lives in each process: "

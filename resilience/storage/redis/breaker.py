@@ -1,0 +1,349 @@
+"""Breaker state shared by every worker through Redis.
+
+Hot path: ``view()`` reads a local copy. A background thread keeps that copy fresh (pub/sub for
+changes, a full poll every ``sync_interval`` as a safety net). Transitions run as Lua scripts on
+Redis's own clock, so one process wins each race. When Redis is slow or down, operations fall back
+to the in-process state machine seeded with the last known state; callers never see a Redis error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import redis
+
+from resilience.core.breaker_config import BreakerConfig
+from resilience.core.breaker_state import Decision, Outcome, State, StateView
+from resilience.core.ports import BreakerStore, Change
+from resilience.core.windows import WindowSnapshot
+from resilience.exceptions import StoreUnavailableError
+from resilience.storage.memory.breaker import MemoryBreakerStore
+
+logger = logging.getLogger("resilience.storage")
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+MAX_SHARED_NAMES = 10_000  # names listed for every process (hosts of ResilientSession come from client input)
+_STATES = {s.value: s for s in State}
+
+
+def _script(name: str) -> str:
+    folder = resources.files(__package__) / "lua"
+    return (folder / "breaker_common.lua").read_text() + "\n" + (folder / f"breaker_{name}.lua").read_text()
+
+
+def _hash_tag(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+class _OffsetClock:
+    """Local wall clock shifted to Redis time, for the local fallback state machine."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time() + self.offset
+
+
+class RedisBreakerStore(BreakerStore):
+    remote = True
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "resilience",
+        sync_interval: float = 0.5,
+        retry_interval: float = 1.0,
+        state_ttl: int = 30 * 86_400,
+        stats_source: Callable[[], dict[str, WindowSnapshot]] | None = None,
+        on_health: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._channel = f"{prefix}:breaker-changes"
+        self._names_key = f"{prefix}:breakers"
+        self._sync_interval = sync_interval
+        self._retry_interval = retry_interval
+        self._ttl = state_ttl
+        self.stats_source = stats_source
+        self._on_health = on_health
+        self._clock = _OffsetClock()
+        self._local = MemoryBreakerStore(self._clock)
+        self.view = self._local.view  # type: ignore[method-assign]  # the hot path: no extra frame
+        self._scripts = {op: client.register_script(_script(op)) for op in ("acquire", "trip", "release", "manual", "view")}
+        self._names_add = client.register_script((resources.files(__package__) / "lua" / "names_add.lua").read_text())
+        self._down_until = 0.0  # skip Redis until then after an error
+        self._registered: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._process = f"{socket.gethostname()}:{os.getpid()}"
+        _STORES.add(self)
+        self._start()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The store's Redis client (short timeouts); other shared features reuse it."""
+        return self._client
+
+    # -- keys -----------------------------------------------------------------------------
+    def _keys(self, name: str) -> list[str]:
+        base = f"{self._prefix}:breaker:{{{_hash_tag(name)}}}"
+        return [base, base + ":permits", base + ":stats"]
+
+    # -- health ---------------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        was_healthy = self.healthy
+        self._down_until = time.monotonic() + self._retry_interval
+        if was_healthy:
+            logger.warning("redis unavailable for circuit breakers, using local state: %s", type(exc).__name__)
+            if self._on_health:
+                self._on_health(False)
+
+    def _recovered(self) -> None:
+        if not self.healthy:
+            self._down_until = 0.0
+            logger.warning("redis available again for circuit breakers")
+            if self._on_health:
+                self._on_health(True)
+
+    # -- contract -------------------------------------------------------------------------
+    def view(self, name: str) -> StateView:
+        return self._local.view(name)
+
+    def now(self) -> float:
+        return self._clock.wall()
+
+    def _args(self, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any]:
+        """The scripts' ARGV (see ``lua/breaker_common.lua``). ``gen`` defaults to the last known
+        generation: a record created afresh starts above it."""
+        c = config
+        return [
+            name, self._channel, self._ttl,
+            c.open_for if c else 0, c.open_for_multiplier if c else 1,
+            c.open_for_max if c and c.open_for_max is not None else 86_400,
+            c.half_open_calls if c else 1, extra.get("permit_ttl", 0),
+            extra["gen"] if "gen" in extra else self._local.view(name).gen,
+            extra.get("permit", ""), extra.get("arg", ""),
+        ]  # fmt: skip
+
+    def _run(self, op: str, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any] | None:
+        if not self.healthy:
+            return None
+        try:
+            reply = self._scripts[op](keys=self._keys(name)[:2], args=self._args(name, config, **extra))
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return None
+        return reply  # type: ignore[no-any-return]
+
+    def _adopt(self, name: str, reply: list[Any]) -> tuple[State | None, StateView]:
+        changed = _text(reply[0])
+        view = StateView(
+            _STATES.get(_text(reply[1]), State.CLOSED),
+            int(reply[2]), float(reply[3]), float(reply[4]), int(reply[5]),
+        )  # fmt: skip
+        self._clock.offset = float(reply[6]) - time.time()
+        self._local.seed(name, view)
+        return (_STATES[changed] if changed else None), view
+
+    def acquire(self, name: str, config: BreakerConfig, permit_id: str, permit_ttl: float) -> Decision:
+        reply = self._run("acquire", name, config, permit=permit_id, permit_ttl=permit_ttl)
+        if reply is None:
+            return self._local.acquire(name, config, permit_id, permit_ttl)
+        changed, view = self._adopt(name, reply)
+        retry = _text(reply[9])
+        return Decision(bool(reply[7]), bool(reply[8]), float(retry) if retry else None, view, changed)
+
+    def trip(self, name: str, config: BreakerConfig, expected_gen: int) -> Change:
+        reply = self._run("trip", name, config, gen=expected_gen)
+        if reply is None:
+            return self._local.trip(name, config, expected_gen)
+        return self._adopt(name, reply)
+
+    def release(self, name: str, config: BreakerConfig, gen: int, permit_id: str, outcome: Outcome) -> Change:
+        reply = self._run("release", name, config, gen=gen, permit=permit_id, arg=outcome.value)
+        if reply is None:
+            return self._local.release(name, config, gen, permit_id, outcome)
+        return self._adopt(name, reply)
+
+    def manual(self, name: str, op: str) -> Change:
+        """Manual actions must reach every process: unlike calls, they raise if Redis is down."""
+        try:
+            reply = self._scripts["manual"](keys=self._keys(name)[:2], args=self._args(name, None, arg=op))
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            raise StoreUnavailableError(f"redis did not answer: {type(exc).__name__}") from exc
+        return self._adopt(name, reply)
+
+    def register(self, name: str) -> None:
+        """Announce the name and read its shared state now: a new process must not start "closed"
+        on a breaker every other worker has open (one round trip, once per breaker per process)."""
+        self._local.register(name)
+        if name in self._registered or not self.healthy:
+            return
+        try:
+            self._names_add(keys=[self._names_key], args=[name, MAX_SHARED_NAMES, self._ttl])  # bounded: see the script
+            self.refresh({name})
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+        else:
+            self._registered.add(name)
+
+    def names(self) -> set[str]:
+        names = self._local.names()
+        try:
+            members = self._client.smembers(self._names_key)
+            names |= {n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in members}
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+        return names
+
+    def shared_stats(self, name: str) -> WindowSnapshot | None:
+        try:
+            rows = self._client.hgetall(self._keys(name)[2])
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return None
+        fresh_after = time.time() - max(10 * self._sync_interval, 5.0)
+        calls = failures = slow = 0
+        for value in rows.values():
+            ts, c, f, s = _text(value).split(",")
+            if float(ts) >= fresh_after:
+                calls, failures, slow = calls + int(c), failures + int(f), slow + int(s)
+        return WindowSnapshot(calls, failures, slow)
+
+    # -- synchronisation ----------------------------------------------------------------
+    def refresh(self, names: set[str] | None = None) -> None:
+        """Read the shared state of ``names`` (default: every breaker of this process) in one round trip."""
+        ordered = sorted(self._local.names() if names is None else names)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.time()
+        for name in ordered:
+            pipe.hmget(self._keys(name)[0], "state", "gen", "open_until", "since", "trips")
+        results = pipe.execute()
+        seconds, micros = results[0]
+        self._clock.offset = seconds + micros / 1e6 - time.time()
+        lost = []
+        for name, row in zip(ordered, results[1:], strict=True):
+            state, gen, open_until, since, trips = (_text(v) if v is not None else None for v in row)
+            if gen is None:  # no state: first use, or lost (restarted empty, evicted, deleted)
+                lost.append(name)
+                continue
+            view = StateView(
+                _STATES.get(state or "closed", State.CLOSED),
+                int(gen), float(open_until or 0), float(since or 0), int(trips or 0),
+            )  # fmt: skip
+            self._local.seed(name, view)
+        if lost:
+            self._start_afresh(lost)
+
+    def _start_afresh(self, names: list[str]) -> None:
+        """Create the missing records (one round trip), each in a generation nobody has seen, and adopt them."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            self._scripts["view"](keys=self._keys(name)[:2], args=self._args(name, None), client=pipe)
+        for name, reply in zip(names, pipe.execute(), strict=True):
+            self._adopt(name, reply)
+
+    def _push_stats(self) -> None:
+        source = self.stats_source
+        if source is None:
+            return
+        stats = source()
+        if not stats:
+            return
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for name, snap in stats.items():
+            key = self._keys(name)[2]
+            pipe.hset(key, self._process, f"{now:.3f},{snap.calls},{snap.failures},{snap.slow}")
+            pipe.expire(key, max(int(30 * self._sync_interval), 60))
+        pipe.execute()
+
+    def _start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sync_loop, name="resilience-breaker-sync", daemon=True)
+        self._thread.start()
+
+    def _sync_loop(self) -> None:
+        pubsub = None
+        next_poll = 0.0
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self._channel)
+                    next_poll = 0.0
+                wait = max(next_poll - time.monotonic(), 0.0)
+                message = pubsub.get_message(timeout=min(wait, 0.25)) if wait else None
+                if message and message.get("type") == "message":
+                    name = _text(message["data"])
+                    if name in self._local.names():
+                        self.refresh({name})
+                if time.monotonic() >= next_poll:
+                    self.refresh()
+                    self._push_stats()
+                    next_poll = time.monotonic() + self._sync_interval
+                self._recovered()
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+                if pubsub is not None:
+                    _quietly(pubsub.close)
+                    pubsub = None
+                self._stop.wait(min(self._retry_interval, 0.5))
+            except Exception:  # noqa: BLE001 - the sync thread must never die
+                logger.exception("breaker sync failed")
+                self._stop.wait(self._sync_interval)
+        if pubsub is not None:
+            _quietly(pubsub.close)
+
+    def _restart_after_fork(self) -> None:
+        self._process = f"{socket.gethostname()}:{os.getpid()}"
+        self._client.connection_pool.reset()
+        self._start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        _STORES.discard(self)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+_STORES: weakref.WeakSet[RedisBreakerStore] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for store in list(_STORES):
+        if not store._stop.is_set():
+            store._restart_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)

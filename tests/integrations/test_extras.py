@@ -1,0 +1,55 @@
+"""Optional integrations: a missing package is an ImproperlyConfigured that names the pip extra,
+and never hides the caller's own error (run in a subprocess in which the package cannot be imported)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_without(module, code):
+    """Run ``code`` in a fresh interpreter where ``import <module>`` fails, as if it were not installed."""
+    script = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "import django; from django.conf import settings\n"
+        "settings.configure(INSTALLED_APPS=['django.contrib.contenttypes', 'django.contrib.auth', 'resilience'],"
+        " RESILIENCE={'HISTORY': False}, ROOT_URLCONF='tests.urls_empty', DEBUG=True)\n"
+        "django.setup()\n" + code
+    )
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("module", "import_line", "extra"), [
+    ("requests", "import resilience.integrations.http.session", "http"),
+    ("rest_framework", "import resilience.throttling", "drf"),
+    ("django_redis", "import resilience.integrations.redis.client", "redis"),
+    ("botocore", "import resilience.integrations.aws", "aws"),
+    ("django_auth_adfs", "import resilience.integrations.entra.backend", "entra"),
+])  # fmt: skip
+def test_a_missing_optional_package_names_its_extra(module, import_line, extra):
+    result = run_without(module, import_line)
+    assert result.returncode != 0
+    assert "resilience.integrations.extras.MissingDependency" in result.stderr  # an ImproperlyConfigured
+    assert f"pip install 'django-resilience[{extra}]'" in result.stderr
+
+
+def test_retry_without_requests_raises_the_callers_own_error():
+    """Once ``@retry("http")`` raised ModuleNotFoundError: requests from the classifier, hiding the real error."""
+    code = (
+        "from resilience import retry\n"
+        "def broken(): raise ValueError('the real error')\n"
+        "try:\n    retry('http')(broken)()\nexcept ValueError as exc:\n    print('raised', exc)\n"
+    )
+    result = run_without("requests", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "raised the real error"
+
+
+@pytest.mark.parametrize("module", ["rest_framework", "requests", "django_redis", "botocore", "django_auth_adfs", "re2"])
+def test_the_app_loads_and_checks_pass_without_each_optional_package(module):
+    result = run_without(module, "from django.core.management import call_command\ncall_command('check')")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "System check identified no issues" in result.stderr + result.stdout
