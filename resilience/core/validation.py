@@ -14,3 +14,19 @@ def reject_unknown_keys(values: Mapping[Any, Any], known: Iterable[str], path: s
     unknown = sorted(str(k) for k in values if k not in known)
     if unknown:
         raise ConfigurationError(f"{path} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+
+
+def is_number(value: Any) -> bool:
+    """A real int or float, not NaN, not a bool (``True`` is an int to Python, never a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def check_number(path: str, value: Any, low: float, high: float, *, integer: bool = False, low_open: bool = False) -> None:
+    """Raise unless ``value`` is a number (a whole one when ``integer``) in ``[low, high]``
+    (``(low, high]`` when ``low_open``); the message names ``path`` and the bounds."""
+    whole = isinstance(value, int) if integer else True
+    above = value > low if low_open else value >= low
+    if not is_number(value) or not whole or not above or not value <= high:
+        kind = "a whole number" if integer else "a number"
+        bounds = f"above {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
+        raise ConfigurationError(f"{path} must be {kind} {bounds}, got {value!r}")
