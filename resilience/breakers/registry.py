@@ -17,7 +17,7 @@ from resilience.core.ports import BreakerStore
 from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import ConfigurationError, StoreUnavailableError, UnknownBreakerError
 from resilience.observability.events import emit
-from resilience.storage.memory.breaker import MemoryBreakerStore
+from resilience.storage import breaker_store
 
 logger = logging.getLogger("resilience.breaker")
 MAX_NAME = 200
@@ -73,20 +73,7 @@ class BreakerRegistry:
         return self._store
 
     def _build_store(self) -> BreakerStore:
-        from resilience.storage.redis.client import shared_client
-
-        client = shared_client()
-        if client is None:
-            return MemoryBreakerStore()
-        from resilience.storage.redis.breaker import RedisBreakerStore
-
-        return RedisBreakerStore(
-            client,
-            prefix=resilience_settings.KEY_PREFIX,
-            sync_interval=resilience_settings.SYNC_INTERVAL,
-            state_ttl=int(resilience_settings.STATE_TTL),
-            stats_source=self._local_stats,
-        )
+        return breaker_store(stats_source=self._local_stats)
 
     def _local_stats(self) -> dict[str, WindowSnapshot]:
         return {name: b.local_stats() for name, b in list(self._breakers.items())}
@@ -123,7 +110,7 @@ class BreakerRegistry:
         store = self.store
         for name in sorted(pending):
             store.register(name)
-        if getattr(store, "healthy", True):  # else the next listing or new breaker tries again
+        if store.healthy:  # else the next listing or new breaker tries again
             self._announced |= pending
 
     def get_or_create(self, name: str, **overrides: Any) -> CircuitBreaker:
@@ -157,7 +144,7 @@ class BreakerRegistry:
         if breaker is not None:
             return breaker
         if not isinstance(name, str) or name not in self.names():
-            if getattr(self.store, "healthy", True) is False:
+            if not self.store.healthy:
                 raise StoreUnavailableError("the shared breaker store is unreachable; unknown breakers cannot be looked up")
             raise UnknownBreakerError(name if isinstance(name, str) else repr(name))
         return self.get_or_create(name)

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Protocol
 
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 
 
-class RetryBudget(Protocol):
-    def record_call(self) -> None: ...
-
-    def try_retry(self) -> bool: ...
-
-
 class LocalRetryBudget:
-    """In-process budget: ``retries ≤ ratio · calls + floor_per_second · window`` over ``window`` seconds."""
+    """In-process budget: ``retries ≤ ratio · calls + floor_per_second · window`` over ``window`` seconds.
+
+    The memory implementation of ``core.ports.RetryBudget`` (always healthy), and the Redis budget's
+    local fallback."""
+
+    healthy = True
 
     def __init__(self, ratio: float = 0.2, floor_per_second: float = 1.0, window: int = 10, clock: Clock = SYSTEM_CLOCK) -> None:
         self.ratio, self.floor, self.window, self.clock = ratio, floor_per_second * window, window, clock
@@ -39,6 +37,7 @@ class LocalRetryBudget:
         return self._head % self.window
 
     def record_call(self) -> None:
+        """Count one call."""
         with self._lock:
             self._calls[self._advance()] += 1
 

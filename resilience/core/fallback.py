@@ -16,9 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from resilience.core.event import Event, EventSink, discard
+from resilience.core.ports import StaleStore
 from resilience.exceptions import ConfigurationError
 
 NO_DEFAULT = object()
@@ -27,16 +28,6 @@ DEFAULT_MAX_STALE_KEYS = 1000  # distinct argument tuples one fallback keeps; ~0
 MAX_STALE_KEYS = 1_000_000
 FULL_REPORT_INTERVAL = 60.0  # seconds between two ``stale_full`` events of one fallback
 UNSTORABLE = (TypeError, ValueError, RecursionError)  # what json raises for what it cannot hold
-
-
-class StaleStore(Protocol):
-    """``group`` is the fallback's name. ``set`` raises one of ``UNSTORABLE`` for a value JSON cannot
-    hold, returns False when ``group`` already holds ``max_keys`` other live keys, and swallows store
-    trouble; ``get`` returns None for anything missing, expired or not verifiable."""
-
-    def get(self, group: str, key: str) -> tuple[float, Any] | None: ...
-
-    def set(self, group: str, key: str, stored_at: float, value: Any, ttl: float, max_keys: int) -> bool: ...
 
 
 class StaleNotices:

@@ -1,11 +1,20 @@
-"""The small contract every breaker store fulfils (memory and Redis)."""
+"""The contract of every store kind: breaker state, retry budgets, stale values and rate limits.
+
+Each kind has a memory implementation (one process) and a Redis one (every worker);
+``resilience.storage`` is the one place that picks between them. ``healthy`` is part of every
+contract but the rate limiter's: False while the store cannot reach its shared state (it then
+answers from local state). Rate-limit stores raise instead, and the limiter applies its fail mode.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, Protocol
 
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.breaker_state import Decision, Outcome, State, StateView
+from resilience.core.gcra import Decision as RateDecision
+from resilience.core.gcra import Limit
 from resilience.core.windows import WindowSnapshot
 
 Change = tuple[State | None, StateView]  # (previous state if a transition happened, current view)
@@ -15,6 +24,11 @@ class BreakerStore(ABC):
     """Shared breaker state. ``view`` is local and free; everything else may do I/O."""
 
     remote = False  # True when operations other than ``view`` leave the process
+
+    @property
+    def healthy(self) -> bool:
+        """False while shared state is unreachable (operations then run on local state)."""
+        return True
 
     @abstractmethod
     def view(self, name: str) -> StateView:
@@ -56,3 +70,56 @@ class BreakerStore(ABC):
 
     def close(self) -> None:
         """Release connections and background threads."""
+
+
+class RetryBudget(Protocol):
+    """Retries may be at most a ratio of calls plus a floor over a sliding window."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while a shared budget is unreachable (the local budget decides meanwhile)."""
+        ...
+
+    def record_call(self) -> None:
+        """Count one call (a first attempt)."""
+        ...
+
+    def try_retry(self) -> bool:
+        """Take one retry from the budget; False (and nothing taken) when it is spent."""
+        ...
+
+
+class StaleStore(Protocol):
+    """Last good values of fallbacks. ``group`` is the fallback's name. ``set`` raises ``TypeError``,
+    ``ValueError`` or ``RecursionError`` for a value JSON cannot hold, returns False when ``group``
+    already holds ``max_keys`` other live keys, and swallows store trouble; ``get`` returns None for
+    anything missing, expired or not verifiable."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while stored values are unreachable (reads miss, writes are lost)."""
+        ...
+
+    def get(self, group: str, key: str) -> tuple[float, Any] | None:
+        """``(stored_at, value)``, or None."""
+        ...
+
+    def set(self, group: str, key: str, stored_at: float, value: Any, ttl: float, max_keys: int) -> bool:
+        """Keep ``value`` for ``ttl`` seconds; False when refused at the cap."""
+        ...
+
+
+class RateLimitStore(Protocol):
+    """GCRA state (``core.gcra``) for already normalised, hashed keys. Store errors propagate."""
+
+    def hit(self, limits: list[Limit], peek: bool = False) -> RateDecision:
+        """Decide every limit of one request at once, all or nothing; ``peek`` consumes nothing."""
+        ...
+
+    def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:
+        """Count one failure against ``limit`` and push its TAT forward; returns the failure count."""
+        ...
+
+    def forget(self, *keys: str) -> None:
+        """Drop the state of ``keys``."""
+        ...

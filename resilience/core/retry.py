@@ -12,10 +12,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from resilience.core.backoff import Backoff, FullJitter
-from resilience.core.budget import RetryBudget
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.deadline import remaining
 from resilience.core.event import Event, EventSink, discard
+from resilience.core.ports import RetryBudget
 from resilience.core.wrapping import decorate
 from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded, RetryBudgetExhausted
 

@@ -21,21 +21,20 @@ from collections.abc import Callable
 from typing import Any
 
 from resilience.conf import on_reload, resilience_settings
-from resilience.core.fallback import NO_DEFAULT, FallbackChain, FallbackPolicy, StaleNotices, StaleStore
+from resilience.core.fallback import NO_DEFAULT, FallbackChain, FallbackPolicy, StaleNotices
+from resilience.core.ports import StaleStore
 from resilience.core.wrapping import decorate
 from resilience.observability.events import emit
-from resilience.storage.redis.stale import MemoryStaleStore, RedisStaleStore
+from resilience.storage import stale_store as build_stale_store
 from resilience.tenancy import scope_key
 
 _store: list[StaleStore] = []
 
 
 def stale_store() -> StaleStore:
+    """The process's stale store (``resilience.storage.stale_store``), built on first use."""
     if not _store:
-        from resilience.storage.redis.client import shared_client
-
-        client = shared_client()
-        _store.append(MemoryStaleStore() if client is None else RedisStaleStore(client, resilience_settings.KEY_PREFIX))
+        _store.append(build_stale_store())
     return _store[0]
 
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.backoff import STRATEGIES
-from resilience.core.budget import LocalRetryBudget, RetryBudget
+from resilience.core.ports import RetryBudget
 from resilience.core.retry import Retrying, RetryPolicy, transient
-from resilience.core.validation import reject_unknown_keys
+from resilience.core.validation import is_number, reject_unknown_keys
 from resilience.core.wrapping import decorate
 from resilience.exceptions import ConfigurationError
 from resilience.integrations.classifiers import CLASSIFIERS
 from resilience.observability.events import emit
+from resilience.storage import retry_budget
 
 __all__ = ["RetryPolicy", "retry", "policy"]
 
@@ -49,25 +50,14 @@ def _budget(name: str, spec: Mapping[str, Any], path: str) -> RetryBudget:
     if not isinstance(spec, Mapping) or set(spec) - {"ratio", "floor_per_second", "window"}:
         raise ConfigurationError(f'{path} must be a dict with "ratio", "floor_per_second" and "window", got {spec!r}')
     ratio, floor, window = spec.get("ratio", 0.2), spec.get("floor_per_second", 1.0), spec.get("window", 10)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ratio, floor, window)) or not (
+    if not all(is_number(v) for v in (ratio, floor, window)) or not (
         0 <= ratio <= 10 and 0 <= floor <= 10_000 and isinstance(window, int) and 1 <= window <= 3600
     ):
         raise ConfigurationError(f"{path}: ratio 0-10, floor_per_second 0-10000 and window 1-3600 (whole seconds), got {spec!r}")
     with _lock:
         budget = _budgets.get(name)
         if budget is None:
-            from resilience.storage.redis.client import shared_client
-
-            client = shared_client()
-            if client is None:
-                budget = LocalRetryBudget(ratio, floor, window)
-            else:
-                from resilience.storage.redis.budget import RedisRetryBudget
-
-                budget = RedisRetryBudget(
-                    client, name, prefix=resilience_settings.KEY_PREFIX, ratio=ratio, floor_per_second=floor, window=window
-                )
-            _budgets[name] = budget
+            budget = _budgets[name] = retry_budget(name, ratio, floor, window)
         return budget
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from resilience.core.fallback import FallbackChain, FallbackPolicy
 from resilience.exceptions import ConfigurationError
-from resilience.storage.redis.stale import MemoryStaleStore
+from resilience.storage.memory.stale import MemoryStaleStore
 
 
 class Clock:

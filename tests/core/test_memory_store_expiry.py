@@ -6,7 +6,7 @@ rule that a TAT in the past is no state."""
 from types import SimpleNamespace
 
 from resilience.core.gcra import Limit
-from resilience.storage.redis import stale
+from resilience.storage.memory import stale
 from resilience.storage.redis.ratelimit import MemoryRateLimitStore
 
 

@@ -235,7 +235,7 @@ def test_stale_values_are_sealed_json_under_a_versioned_key(sealed_chain, key_pr
 @pytest.fixture(params=["memory", "redis"])
 def any_store(request, settings, key_prefix, test_redis):
     settings.RESILIENCE = {"HISTORY": False, "TENANT_RESOLVER": "tests.fallbacks.test_chain.request_tenant"}
-    from resilience.storage.redis.stale import MemoryStaleStore
+    from resilience.storage.memory.stale import MemoryStaleStore
 
     return MemoryStaleStore() if request.param == "memory" else RedisStaleStore(test_redis, key_prefix)
 

@@ -37,7 +37,6 @@ import math
 import secrets
 import threading
 import time
-from importlib import resources
 from typing import Any
 
 import requests
@@ -52,6 +51,7 @@ from resilience.core.event import Event
 from resilience.exceptions import CircuitOpenError, DeadlineExceeded, ResilienceError
 from resilience.observability.events import emit
 from resilience.retries.policies import retry
+from resilience.storage.redis.scripts import LockReleaseArgs, LockReleaseKeys, lock_release
 from resilience.storage.signing import seal, unseal
 
 logger = logging.getLogger("resilience.integrations.entra.claims")
@@ -61,7 +61,6 @@ CLOCK_SKEW = 60.0  # seconds a shared copy may be dated ahead of our clock (work
 LOCK_MARGIN = 1.0  # seconds the fetch lock outlives the longest fetch it covers (the share and release after it)
 POLL = 0.05  # seconds between looks at the shared copy while another worker fetches
 FAILED = b"failed"  # the fetch lock's value after a failed fetch, until retry_interval has passed
-LOCK_RELEASE = (resources.files("resilience.storage.redis") / "lua" / "lock_release.lua").read_text()
 
 
 class EntraUnavailable(ResilienceError):
@@ -88,7 +87,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         self._last_kid_refresh = 0.0
         self._lock = threading.Lock()  # one refresh at a time in this process
         self._refreshes = 0  # refreshes ended in this process: a thread that waited for one takes its outcome
-        self._unlock = redis_client.register_script(LOCK_RELEASE) if redis_client is not None else None
+        self._unlock = lock_release(redis_client) if redis_client is not None else None
         self._mode = "openid_connect"
 
     # -- keys -------------------------------------------------------------------------------
@@ -376,6 +375,8 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         if self._unlock is not None and token:
             hold = math.ceil(mark_failed_for * 1000)
             try:
-                self._unlock(keys=[f"{self.shared_key}:lock"], args=[token, hold, FAILED])
+                self._unlock(
+                    LockReleaseKeys(lock=f"{self.shared_key}:lock"), LockReleaseArgs(owner=token, keep_ms=hold, mark=FAILED)
+                )
             except Exception:  # noqa: BLE001 - the lock expires by itself
                 pass

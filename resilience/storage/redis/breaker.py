@@ -4,6 +4,7 @@ Hot path: ``view()`` reads a local copy. A background thread keeps that copy fre
 changes, a full poll every ``sync_interval`` as a safety net). Transitions run as Lua scripts on
 Redis's own clock, so one process wins each race. When Redis is slow or down, operations fall back
 to the in-process state machine seeded with the last known state; callers never see a Redis error.
+The outage and its end are one ``storage store_unavailable``/``store_recovered`` event each (``health``).
 """
 
 from __future__ import annotations
@@ -16,28 +17,25 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import redis
 
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.breaker_state import Decision, Outcome, State, StateView
+from resilience.core.event import EventSink
 from resilience.core.ports import BreakerStore, Change
 from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import StoreUnavailableError
+from resilience.observability import events
 from resilience.storage.memory.breaker import MemoryBreakerStore
+from resilience.storage.redis.health import REDIS_ERRORS, StoreHealth
+from resilience.storage.redis.scripts import BreakerArgs, BreakerKeys, NamesAddArgs, NamesAddKeys, breaker_scripts, names_add
 
 logger = logging.getLogger("resilience.storage")
 
-REDIS_ERRORS = (redis.RedisError, OSError)
 MAX_SHARED_NAMES = 10_000  # names listed for every process (hosts of ResilientSession come from client input)
 _STATES = {s.value: s for s in State}
-
-
-def _script(name: str) -> str:
-    folder = resources.files(__package__) / "lua"
-    return (folder / "breaker_common.lua").read_text() + "\n" + (folder / f"breaker_{name}.lua").read_text()
 
 
 def _hash_tag(name: str) -> str:
@@ -58,6 +56,8 @@ class _OffsetClock:
 
 
 class RedisBreakerStore(BreakerStore):
+    """Breaker state in Redis, read locally; ``emit`` receives the outage events."""
+
     remote = True
 
     def __init__(
@@ -69,7 +69,7 @@ class RedisBreakerStore(BreakerStore):
         retry_interval: float = 1.0,
         state_ttl: int = 30 * 86_400,
         stats_source: Callable[[], dict[str, WindowSnapshot]] | None = None,
-        on_health: Callable[[bool], None] | None = None,
+        emit: EventSink = events.emit,
     ) -> None:
         self._client = client
         self._prefix = prefix
@@ -79,13 +79,11 @@ class RedisBreakerStore(BreakerStore):
         self._retry_interval = retry_interval
         self._ttl = state_ttl
         self.stats_source = stats_source
-        self._on_health = on_health
+        self._health = StoreHealth("breaker", emit, retry_interval)  # Redis is skipped while unhealthy
         self._clock = _OffsetClock()
         self._local = MemoryBreakerStore(self._clock)
-        self.view = self._local.view  # type: ignore[method-assign]  # the hot path: no extra frame
-        self._scripts = {op: client.register_script(_script(op)) for op in ("acquire", "trip", "release", "manual", "view")}
-        self._names_add = client.register_script((resources.files(__package__) / "lua" / "names_add.lua").read_text())
-        self._down_until = 0.0  # skip Redis until then after an error
+        self._scripts = breaker_scripts(client)
+        self._names_add = names_add(client)
         self._registered: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,64 +91,70 @@ class RedisBreakerStore(BreakerStore):
         _STORES.add(self)
         self._start()
 
-    @property
-    def client(self) -> redis.Redis:
-        """The store's Redis client (short timeouts); other shared features reuse it."""
-        return self._client
-
     # -- keys -----------------------------------------------------------------------------
-    def _keys(self, name: str) -> list[str]:
-        base = f"{self._prefix}:breaker:{{{_hash_tag(name)}}}"
-        return [base, base + ":permits", base + ":stats"]
+    def _base_key(self, name: str) -> str:
+        return f"{self._prefix}:breaker:{{{_hash_tag(name)}}}"
+
+    def _keys(self, name: str) -> BreakerKeys:
+        base = self._base_key(name)
+        return BreakerKeys(state=base, permits=base + ":permits")
+
+    def _stats_key(self, name: str) -> str:
+        return self._base_key(name) + ":stats"
 
     # -- health ---------------------------------------------------------------------------
     @property
     def healthy(self) -> bool:
-        return time.monotonic() >= self._down_until
+        """False for ``retry_interval`` after Redis failed; operations run on local state meanwhile."""
+        return self._health.healthy
 
     def _failed(self, exc: BaseException) -> None:
-        was_healthy = self.healthy
-        self._down_until = time.monotonic() + self._retry_interval
-        if was_healthy:
-            logger.warning("redis unavailable for circuit breakers, using local state: %s", type(exc).__name__)
-            if self._on_health:
-                self._on_health(False)
-
-    def _recovered(self) -> None:
-        if not self.healthy:
-            self._down_until = 0.0
-            logger.warning("redis available again for circuit breakers")
-            if self._on_health:
-                self._on_health(True)
+        self._health.failed(exc, fallback="local")
 
     # -- contract -------------------------------------------------------------------------
     def view(self, name: str) -> StateView:
+        """The last known state: the local copy the sync thread keeps fresh (never Redis)."""
         return self._local.view(name)
 
     def now(self) -> float:
         return self._clock.wall()
 
-    def _args(self, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any]:
-        """The scripts' ARGV (see ``lua/breaker_common.lua``). ``gen`` defaults to the last known
-        generation: a record created afresh starts above it."""
+    def _args(
+        self,
+        name: str,
+        config: BreakerConfig | None,
+        *,
+        gen: int | None = None,
+        permit: str = "",
+        permit_ttl: float = 0,
+        arg: str = "",
+    ) -> BreakerArgs:
+        """The scripts' arguments. ``gen`` defaults to the last known generation: a record created
+        afresh starts above it. Without a config (manual, view) the breaker settings are unused."""
         c = config
-        return [
-            name, self._channel, self._ttl,
-            c.open_for if c else 0, c.open_for_multiplier if c else 1,
-            c.open_for_max if c and c.open_for_max is not None else 86_400,
-            c.half_open_calls if c else 1, extra.get("permit_ttl", 0),
-            extra["gen"] if "gen" in extra else self._local.view(name).gen,
-            extra.get("permit", ""), extra.get("arg", ""),
-        ]  # fmt: skip
+        return BreakerArgs(
+            name=name,
+            channel=self._channel,
+            ttl=self._ttl,
+            open_for=c.open_for if c else 0,
+            multiplier=c.open_for_multiplier if c else 1,
+            open_for_max=c.open_for_max if c and c.open_for_max is not None else 86_400,
+            half_open_calls=c.half_open_calls if c else 1,
+            permit_ttl=permit_ttl,
+            gen=self._local.view(name).gen if gen is None else gen,
+            permit=permit,
+            arg=arg,
+        )
 
-    def _run(self, op: str, name: str, config: BreakerConfig | None, **extra: Any) -> list[Any] | None:
+    def _run(self, op: str, name: str, args: BreakerArgs) -> list[Any] | None:
         if not self.healthy:
             return None
         try:
-            reply = self._scripts[op](keys=self._keys(name)[:2], args=self._args(name, config, **extra))
+            reply = self._scripts[op](self._keys(name), args)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
+        self._health.succeeded()
         return reply  # type: ignore[no-any-return]
 
     def _adopt(self, name: str, reply: list[Any]) -> tuple[State | None, StateView]:
@@ -164,7 +168,7 @@ class RedisBreakerStore(BreakerStore):
         return (_STATES[changed] if changed else None), view
 
     def acquire(self, name: str, config: BreakerConfig, permit_id: str, permit_ttl: float) -> Decision:
-        reply = self._run("acquire", name, config, permit=permit_id, permit_ttl=permit_ttl)
+        reply = self._run("acquire", name, self._args(name, config, permit=permit_id, permit_ttl=permit_ttl))
         if reply is None:
             return self._local.acquire(name, config, permit_id, permit_ttl)
         changed, view = self._adopt(name, reply)
@@ -172,13 +176,13 @@ class RedisBreakerStore(BreakerStore):
         return Decision(bool(reply[7]), bool(reply[8]), float(retry) if retry else None, view, changed)
 
     def trip(self, name: str, config: BreakerConfig, expected_gen: int) -> Change:
-        reply = self._run("trip", name, config, gen=expected_gen)
+        reply = self._run("trip", name, self._args(name, config, gen=expected_gen))
         if reply is None:
             return self._local.trip(name, config, expected_gen)
         return self._adopt(name, reply)
 
     def release(self, name: str, config: BreakerConfig, gen: int, permit_id: str, outcome: Outcome) -> Change:
-        reply = self._run("release", name, config, gen=gen, permit=permit_id, arg=outcome.value)
+        reply = self._run("release", name, self._args(name, config, gen=gen, permit=permit_id, arg=outcome.value))
         if reply is None:
             return self._local.release(name, config, gen, permit_id, outcome)
         return self._adopt(name, reply)
@@ -186,10 +190,11 @@ class RedisBreakerStore(BreakerStore):
     def manual(self, name: str, op: str) -> Change:
         """Manual actions must reach every process: unlike calls, they raise if Redis is down."""
         try:
-            reply = self._scripts["manual"](keys=self._keys(name)[:2], args=self._args(name, None, arg=op))
+            reply = self._scripts["manual"](self._keys(name), self._args(name, None, arg=op))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise StoreUnavailableError(f"redis did not answer: {type(exc).__name__}") from exc
+        self._health.succeeded()
         return self._adopt(name, reply)
 
     def register(self, name: str) -> None:
@@ -199,11 +204,14 @@ class RedisBreakerStore(BreakerStore):
         if name in self._registered or not self.healthy:
             return
         try:
-            self._names_add(keys=[self._names_key], args=[name, MAX_SHARED_NAMES, self._ttl])  # bounded: see the script
+            self._names_add(
+                NamesAddKeys(names=self._names_key), NamesAddArgs(name=name, max_names=MAX_SHARED_NAMES, ttl=self._ttl)
+            )
             self.refresh({name})
         except REDIS_ERRORS as exc:
             self._failed(exc)
         else:
+            self._health.succeeded()
             self._registered.add(name)
 
     def names(self) -> set[str]:
@@ -217,7 +225,7 @@ class RedisBreakerStore(BreakerStore):
 
     def shared_stats(self, name: str) -> WindowSnapshot | None:
         try:
-            rows = self._client.hgetall(self._keys(name)[2])
+            rows = self._client.hgetall(self._stats_key(name))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
@@ -236,7 +244,7 @@ class RedisBreakerStore(BreakerStore):
         pipe = self._client.pipeline(transaction=False)
         pipe.time()
         for name in ordered:
-            pipe.hmget(self._keys(name)[0], "state", "gen", "open_until", "since", "trips")
+            pipe.hmget(self._keys(name).state, "state", "gen", "open_until", "since", "trips")
         results = pipe.execute()
         seconds, micros = results[0]
         self._clock.offset = seconds + micros / 1e6 - time.time()
@@ -258,7 +266,7 @@ class RedisBreakerStore(BreakerStore):
         """Create the missing records (one round trip), each in a generation nobody has seen, and adopt them."""
         pipe = self._client.pipeline(transaction=False)
         for name in names:
-            self._scripts["view"](keys=self._keys(name)[:2], args=self._args(name, None), client=pipe)
+            self._scripts["view"](self._keys(name), self._args(name, None), client=pipe)
         for name, reply in zip(names, pipe.execute(), strict=True):
             self._adopt(name, reply)
 
@@ -272,7 +280,7 @@ class RedisBreakerStore(BreakerStore):
         now = time.time()
         pipe = self._client.pipeline(transaction=False)
         for name, snap in stats.items():
-            key = self._keys(name)[2]
+            key = self._stats_key(name)
             pipe.hset(key, self._process, f"{now:.3f},{snap.calls},{snap.failures},{snap.slow}")
             pipe.expire(key, max(int(30 * self._sync_interval), 60))
         pipe.execute()
@@ -301,7 +309,7 @@ class RedisBreakerStore(BreakerStore):
                     self.refresh()
                     self._push_stats()
                     next_poll = time.monotonic() + self._sync_interval
-                self._recovered()
+                self._health.succeeded()
             except REDIS_ERRORS as exc:
                 self._failed(exc)
                 if pubsub is not None:

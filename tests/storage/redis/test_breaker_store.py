@@ -202,3 +202,10 @@ def test_the_shared_list_of_breaker_names_is_bounded(shared_breakers, test_redis
     assert test_redis.scard(f"{key_prefix}:breakers") == 5
     assert test_redis.ttl(f"{key_prefix}:breakers") > 0
     assert shared_breakers.get("host-11").state == "closed"  # past the bound: still a working breaker
+
+
+def test_view_is_the_stores_method_reading_the_local_copy(store):
+    assert "view" not in vars(store)  # no instance attribute shadows the method
+    store.register("viewed")
+    store.manual("viewed", "force_open")
+    assert store.view("viewed").state.value == "forced_open"

@@ -8,7 +8,7 @@ if st.state == 'open' then
 end
 redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
 if redis.call('ZCARD', P) + st.ok < HALF_OPEN_CALLS then
-  redis.call('ZADD', P, now + tonumber(ARGV[8]), ARGV[10])
+  redis.call('ZADD', P, now + PERMIT_TTL, PERMIT)
   redis.call('EXPIRE', P, TTL)
   return reply(st, changed, now, 1, 1, '')
 end

@@ -1,11 +1,14 @@
 -- Shared prelude of the breaker scripts (prepended at load time). Mirrors core/breaker_state.py.
--- KEYS[1] state hash, KEYS[2] half-open permits (zset: permit id -> expiry), same hash tag.
--- ARGV: 1 name, 2 channel, 3 ttl (s), 4 open_for, 5 multiplier, 6 open_for ceiling,
---       7 half_open_calls, 8 permit ttl, 9 generation (the caller's: expected, or last known),
---       10 permit id, 11 outcome or manual op
+-- Slots as packed by storage/redis/scripts.py (BreakerKeys, BreakerArgs), named once here:
+-- KEYS: 1 state (hash), 2 permits (half-open permits, zset: permit id -> expiry), same hash tag.
+-- ARGV: 1 name, 2 channel, 3 ttl (s), 4 open_for, 5 multiplier, 6 open_for_max,
+--       7 half_open_calls, 8 permit_ttl, 9 gen (the caller's: expected, or last known),
+--       10 permit (id), 11 arg (the probe's outcome, or the manual operation)
 local S, P = KEYS[1], KEYS[2]
 local NAME, CHANNEL, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local HALF_OPEN_CALLS = tonumber(ARGV[7])
+local OPEN_FOR, MULTIPLIER, OPEN_FOR_MAX = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local HALF_OPEN_CALLS, PERMIT_TTL = tonumber(ARGV[7]), tonumber(ARGV[8])
+local GEN, PERMIT, ARG = tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local CLOCK = redis.call('TIME')
 local NOW_US = tonumber(CLOCK[1]) * 1000000 + tonumber(CLOCK[2])  -- exact: a double holds 2^53
 
@@ -30,7 +33,7 @@ local function load()
     -- No record: first use, or the state was lost (Redis restarted empty, the key evicted or
     -- deleted). A fresh one starts above the caller's generation and at the clock, so no generation
     -- repeats and no window, call or permit of the lost state can match it.
-    gen = next_gen(tonumber(ARGV[9]) or -1)
+    gen = next_gen(GEN or -1)
     redis.call('HSET', S, 'state', 'closed', 'gen', int(gen), 'open_until', '0', 'since', '0',
                'trips', 0, 'ok', 0, 'name', NAME)
     redis.call('EXPIRE', S, TTL)
@@ -59,8 +62,8 @@ end
 
 local function open(st, now)
   local trips = st.trips + 1
-  local duration = tonumber(ARGV[4]) * tonumber(ARGV[5]) ^ math.min(trips - 1, 64)
-  duration = math.min(duration, tonumber(ARGV[6]))
+  local duration = OPEN_FOR * MULTIPLIER ^ math.min(trips - 1, 64)
+  duration = math.min(duration, OPEN_FOR_MAX)
   return move(st, now, 'open', now + duration, trips)
 end
 

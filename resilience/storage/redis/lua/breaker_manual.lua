@@ -1,7 +1,7 @@
 -- Reset, force open or disable by hand, from any state.
 local st, now = load(), now_s()
 local targets = {reset = 'closed', force_open = 'forced_open', disable = 'disabled'}
-local target = targets[ARGV[11]]
+local target = targets[ARG]
 if not target then return redis.error_reply('unknown manual operation') end
 local trips = st.trips
 if target == 'closed' then trips = 0 end

@@ -1,7 +1,9 @@
--- Release a lock for its owner only. KEYS[1] the lock; ARGV[1] the owner's token (written with
--- SET NX PX when it was claimed); ARGV[2] milliseconds to keep the lock as a mark instead of deleting
--- it (0: delete), ARGV[3] the mark's value. A worker whose lock expired, and was claimed since by
--- another, changes nothing: GET and DEL (or SET) in one script, so nothing runs between them.
+-- Release a lock for its owner only. Slots (storage/redis/scripts.py LockReleaseKeys, LockReleaseArgs):
+-- KEYS: 1 lock
+-- ARGV: 1 owner (the token written with SET NX PX when it was claimed), 2 keep_ms (milliseconds
+--       to keep the lock as a mark instead of deleting it; 0: delete), 3 mark (its value)
+-- A worker whose lock expired, and was claimed since by another, changes nothing: GET and DEL
+-- (or SET) in one script, so nothing runs between them.
 -- Returns 1 when the owner's lock was released, 0 when it was gone or someone else's.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0

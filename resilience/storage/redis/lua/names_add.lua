@@ -1,6 +1,8 @@
 -- Announce a breaker name in the shared set the admin and `manage.py breakers` list, up to a bound:
 -- names can come from client input (hosts of ResilientSession), and the set must not grow without end.
--- KEYS[1] the names set; ARGV[1] the name, ARGV[2] at most this many names, ARGV[3] the set's TTL (s).
+-- Slots (storage/redis/scripts.py NamesAddKeys, NamesAddArgs):
+-- KEYS: 1 names (the set)
+-- ARGV: 1 name, 2 max_names (at most this many), 3 ttl (the set's, in s)
 -- Returns 1 when the name is (now) listed, 0 when the set is full.
 local listed = redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1
 if not listed and redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then

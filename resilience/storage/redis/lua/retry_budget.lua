@@ -1,7 +1,8 @@
 -- Retry budget shared by every worker: add this worker's pending call count, then (optionally)
 -- take one retry if retries stay within ratio * calls + floor over the window. Redis TIME is the clock.
--- KEYS[1] budget hash (fields c:<second>, r:<second>)
--- ARGV: 1 pending calls, 2 want retry (0/1), 3 ratio, 4 floor (retries per window), 5 window seconds
+-- Slots (storage/redis/scripts.py RetryBudgetKeys, RetryBudgetArgs):
+-- KEYS: 1 budget (hash; fields c:<second>, r:<second>)
+-- ARGV: 1 pending_calls, 2 want_retry (0/1), 3 ratio, 4 floor (retries per window), 5 window (s)
 local key = KEYS[1]
 local now = tonumber(redis.call('TIME')[1])
 local window = tonumber(ARGV[5])

@@ -1,10 +1,11 @@
 -- Keep one fallback's stale value within that fallback's cap of distinct live keys, atomically.
--- KEYS[1] the value; KEYS[2] the fallback's index, a sorted set of value digests scored by their
--- expiry in milliseconds (both keys carry the fallback's hash tag).
--- ARGV[1] the sealed value, ARGV[2] its digest (its member in the index), ARGV[3] TTL in whole
--- milliseconds, ARGV[4] the cap. Redis TIME is the clock.
+-- Slots (storage/redis/scripts.py StaleSetKeys, StaleSetArgs):
+-- KEYS: 1 value; 2 index (the fallback's: a sorted set of value digests scored by their expiry in
+--       milliseconds; both keys carry the fallback's hash tag).
+-- ARGV: 1 sealed (the value), 2 digest (its member in the index), 3 ttl_ms (whole milliseconds),
+--       4 max_keys (the cap). Redis TIME is the clock.
 -- Returns 1 when kept (a new key, or one the index already holds, refreshed), 0 when refused: the
--- index already holds ARGV[4] other live values.
+-- index already holds max_keys other live values.
 local call = redis.call
 local t = call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
