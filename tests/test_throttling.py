@@ -135,7 +135,7 @@ def test_login_answers_are_identical_for_known_and_unknown_users(drf):
 
 def test_login_limits_refuse_to_fail_open(settings, drf):
     from resilience.exceptions import ConfigurationError
-    from resilience.ratelimit.limiter import policy
+    from resilience.ratelimit.policies import policy
     from resilience.throttling import LoginRateThrottle
 
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"login": {"rate": "3/min", "fail": "open"}}}
@@ -162,11 +162,12 @@ def test_repeated_failures_of_one_pair_cool_off_progressively_and_only_that_pair
 def test_the_cool_off_doubles_with_each_further_failure(cooloff):
     from django.conf import settings as live
 
-    from resilience.ratelimit.admission import client, limiter
+    from resilience.ratelimit.identity import client_address
+    from resilience.ratelimit.limiter import limiter
     from resilience.throttling import _pair, cooloff_policy, login_failed
 
     request = Client(REMOTE_ADDR="198.51.100.62").request().wsgi_request
-    pair = _pair("mallory", client(request))
+    pair = _pair("mallory", client_address(request))
     waits = []
     for _ in range(6):
         login_failed(request, "mallory")
@@ -363,7 +364,7 @@ def test_a_username_padded_past_the_length_looked_at_is_still_the_username(obtai
 
 
 def test_a_username_of_invisible_characters_is_still_an_identity():
-    from resilience.ratelimit.limiter import INVISIBLE, identity_text
+    from resilience.ratelimit.identity import INVISIBLE, identity_text
 
     assert identity_text("\u200b" * 5000) == identity_text("\u200d\u200b") == INVISIBLE
 

@@ -85,7 +85,7 @@ class LimitState:
     reset_after: float  # seconds until the limit is back to its full burst
 
 
-class Decision:
+class RateDecision:
     """One request's answer. Per-limit states (for headers and throttles' ``wait``) are worked out
     only when read: an admitted request through the middleware never needs them."""
 
@@ -132,11 +132,11 @@ def state(limit: Limit, tat: float | None, now: float) -> tuple[LimitState, floa
     return LimitState(limit, True, remaining, 0.0, new_tat - now), new_tat
 
 
-def decide(limits: list[Limit], tats: list[float | None], now: float) -> tuple[Decision, list[float]]:
+def decide(limits: list[Limit], tats: list[float | None], now: float) -> tuple[RateDecision, list[float]]:
     """All-or-nothing decision over ``limits``; returns the decision and the TATs to store if admitted."""
     answers = [state(limit, tat, now) for limit, tat in zip(limits, tats, strict=True)]
     allowed = all(s.allowed for s, _ in answers)
-    return Decision(allowed, tuple(s for s, _ in answers)), [new for _, new in answers]
+    return RateDecision(allowed, tuple(s for s, _ in answers)), [new for _, new in answers]
 
 
 def ttl(new_tat: float, now: float) -> int:

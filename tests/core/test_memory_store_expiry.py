@@ -6,8 +6,8 @@ rule that a TAT in the past is no state."""
 from types import SimpleNamespace
 
 from resilience.core.gcra import Limit
+from resilience.storage.memory.ratelimit import MemoryRateLimitStore
 from resilience.storage.redis import stale
-from resilience.storage.redis.ratelimit import MemoryRateLimitStore
 
 
 class Clock:
