@@ -36,7 +36,8 @@ def tenant_of(request: Any) -> str | None:
     """The request's tenant id: ``TENANT_RESOLVER`` applied once per request object (ask after
     authentication: resolvers read the user). A resolver that fails, or cannot be imported, counts
     as no tenant: never a 500 (``resilience.E014`` reports a broken one at start-up)."""
-    cached: str | None | object = getattr(request, "_resilience_tenant", _NOT_YET)
+    # the object's own attribute: a DRF Request would otherwise answer with its HttpRequest's
+    cached: str | None | object = getattr(request, "__dict__", {}).get("_resilience_tenant", _NOT_YET)
     if cached is not _NOT_YET:
         return cached  # type: ignore[return-value]
     try:

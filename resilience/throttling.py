@@ -32,7 +32,7 @@ from resilience.core.gcra import LimitState, RateDecision
 from resilience.exceptions import ConfigurationError
 from resilience.ratelimit.identity import client_address, identity_text, normalise
 from resilience.ratelimit.limiter import limiter
-from resilience.ratelimit.policies import RatePolicy, policy
+from resilience.ratelimit.policies import CHECK_PREFIX, RatePolicy, policy
 from resilience.tenancy import tenant_of
 
 _DECISION = "_resilience_throttle_decision"
@@ -204,7 +204,7 @@ class LoginRateThrottle(ResilienceThrottle):
     default_fail = "local"
     username_field = "username"
 
-    def policies(self, request: Any, view: Any) -> list[tuple[RatePolicy, str]]:
+    def policies(self, request: Any, view: Any) -> Pairs:
         address = client_address(_django(request))
         username = _username(request, self.username_field)
         cooloff = cooloff_policy()
@@ -231,7 +231,7 @@ def _username(request: Any, field: str) -> str | None:
     return identity_text(data.get(field)) if hasattr(data, "get") else None
 
 
-COOLOFF = "check:login_cooloff"  # "check:": looked at in each decision, consumed only by failures
+COOLOFF = f"{CHECK_PREFIX}login_cooloff"  # looked at in each decision, consumed only by failures
 
 
 def cooloff_policy() -> RatePolicy | None:

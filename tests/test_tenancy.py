@@ -78,3 +78,16 @@ def test_scope_keys_come_from_the_current_request(resolver):
         assert scope_key("user") == "t:acme|u:7"
     finally:
         current_request.reset(token)
+
+
+def test_a_drf_request_resolves_its_own_tenant_not_its_http_requests(resolver):
+    """Resolvers read ``request.auth``, which only the DRF Request has: its answer is its own."""
+    from rest_framework.request import Request
+
+    resolver("counting")
+    http = RequestFactory().get("/")
+    assert tenant_of(http) is None
+    drf = Request(http)
+    drf.tid = "from-the-token"
+    assert tenant_of(drf) == "from-the-token"
+    assert len(CALLS) == 2

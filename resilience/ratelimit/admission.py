@@ -9,6 +9,7 @@ limit in the same round trip. DRF throttles (``resilience.throttling``) answer w
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
@@ -31,7 +32,7 @@ def _forget() -> None:
 on_reload(_forget)
 
 
-def route_policy(label: str, rate: object) -> RatePolicy:
+def route_policy(label: str, rate: Any) -> RatePolicy:
     """The per-client policy of route ``label`` (its ``"rate"``), with ``RATE_LIMITS``'s fail mode."""
     rule = _route_policies.get(label)
     if rule is None:
