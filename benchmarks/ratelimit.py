@@ -269,7 +269,8 @@ class Bench:
                 )
             return lambda ident: store.hit([trusted(f"{keys}:ip:{ident.ip}", *ip)]).allowed
         if base == "limiter":
-            from resilience.ratelimit.limiter import Limiter, policy
+            from resilience.ratelimit.limiter import Limiter
+            from resilience.ratelimit.policies import policy
 
             limiter, prefix = Limiter(self.store), f"{self.prefix}:{tag}"
             ip_policy = policy("ip", f"{count}/{period}s", "bench")

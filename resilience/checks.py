@@ -136,24 +136,27 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Rate settings are read per request; a typo must stop the deploy, not answer 500 later."""
     if not _settings_load():
         return []
-    from resilience.ratelimit import admission as ratelimits
-    from resilience.ratelimit.limiter import policy
+    from resilience.ratelimit.policies import policy
     from resilience.routing.routes import RouteTable
 
+    hint = "See the rate limiting section of README.md."
+    messages = [Error(message, hint=hint, id=id) for id, message in resilience_settings.problems() if id == "resilience.E012"]
+    rates: list[tuple[str, Any, str]] = []  # (policy name, rate, where it is set)
     try:
-        ratelimits._state.pop("settings", None)
-        ratelimits._settings()
-        table = RouteTable(resilience_settings.ROUTES)
-        for route in table.all_routes():
-            if route.rate is not None:
-                policy("route", route.rate, f'RESILIENCE["ROUTES"] {route.label} rate')
-        rest = getattr(settings, "REST_FRAMEWORK", {}) or {}
-        for scope, rate in (rest.get("DEFAULT_THROTTLE_RATES") or {}).items():
-            if rate is not None:
-                policy(str(scope), rate, f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]')
-    except ConfigurationError as exc:
-        return [Error(str(exc), hint="See the rate limiting section of README.md.", id="resilience.E012")]
-    return []
+        routes = RouteTable(resilience_settings.ROUTES).all_routes()
+    except ConfigurationError:
+        routes = []  # resilience.E011 reports it
+    rates += [("route", r.rate, f'RESILIENCE["ROUTES"] {r.label} rate') for r in routes if r.rate is not None]
+    rest = getattr(settings, "REST_FRAMEWORK", {}) or {}
+    for scope, rate in (rest.get("DEFAULT_THROTTLE_RATES") or {}).items():
+        if rate is not None:
+            rates.append((str(scope), rate, f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]'))
+    for name, rate, where in rates:
+        try:
+            policy(name, rate, where)
+        except ConfigurationError as exc:
+            messages.append(Error(str(exc), hint=hint, id="resilience.E012"))
+    return messages
 
 
 def _view_classes(patterns: Any) -> Iterator[Any]:
@@ -196,21 +199,5 @@ def check_tenant_resolver(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``TENANT_RESOLVER`` must import: at request time a broken one only ever means "no tenant"."""
     if not _settings_load():
         return []
-    from django.utils.module_loading import import_string
-
-    try:
-        path = resilience_settings.TENANT_RESOLVER
-        resolver = import_string(path)
-    except ConfigurationError:
-        return []  # resilience.E001 reports it
-    except Exception as exc:  # noqa: BLE001 - any import failure is the setting's fault
-        return [
-            Error(
-                f'RESILIENCE["TENANT_RESOLVER"] {str(path)[:100]!r} cannot be imported: {type(exc).__name__}',
-                hint="A dotted path to a function request -> tenant id or None; tenant limits need it.",
-                id="resilience.E014",
-            )
-        ]
-    if not callable(resolver):
-        return [Error(f'RESILIENCE["TENANT_RESOLVER"] {path!r} is not callable', id="resilience.E014")]
-    return []
+    hint = "A dotted path to a function request -> tenant id or None; tenant limits need it."
+    return [Error(message, hint=hint, id=id) for id, message in resilience_settings.problems() if id == "resilience.E014"]

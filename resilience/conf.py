@@ -71,9 +71,17 @@ def _exceptions(value: Any, path: str) -> tuple[type[BaseException], ...]:
 # owns the concept, named by dotted path so this module imports none of them. Each parser takes
 # ``(value, path)`` and returns the parsed value or raises ConfigurationError naming ``path``. The
 # result is cached here until the settings change: nothing else caches settings.
-PARSERS: dict[str, str] = {}
+PARSERS: dict[str, str] = {
+    "RATE_LIMITS": "resilience.ratelimit.policies.parse_rate_limits",
+    "TRUSTED_PROXIES": "resilience.core.client_ip.parse_networks",
+    "TENANT_RESOLVER": "resilience.tenancy.parse_resolver",
+}
 # The check id that reports a key's problem (default resilience.E001).
-CHECK_IDS: dict[str, str] = {}
+CHECK_IDS: dict[str, str] = {
+    "RATE_LIMITS": "resilience.E012",
+    "TRUSTED_PROXIES": "resilience.E012",
+    "TENANT_RESOLVER": "resilience.E014",
+}
 
 
 class ResilienceSettings:

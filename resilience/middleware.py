@@ -22,7 +22,8 @@ from resilience.core.event import Event
 from resilience.core.timeout_header import parse_grpc, parse_seconds
 from resilience.exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
 from resilience.observability.events import emit
-from resilience.ratelimit import admission as ratelimits
+from resilience.ratelimit.admission import headers as ratelimit_headers
+from resilience.ratelimit.identity import peer_is_trusted
 from resilience.routing import streams
 from resilience.routing.routes import Route, RouteTable
 from resilience.tenancy import current_request
@@ -81,7 +82,7 @@ def _may_shorten(request: HttpRequest) -> bool:
     if trusted is None:
         if len(_trusted_peers) >= TRUSTED_PEERS_CACHED:
             _trusted_peers.clear()  # bounded: peers are whoever connects
-        trusted = _trusted_peers[peer] = ratelimits.peer_is_trusted(request)
+        trusted = _trusted_peers[peer] = peer_is_trusted(request)
     return trusted
 
 
@@ -176,12 +177,10 @@ def _finished(request: HttpRequest, response: Any) -> Any:
     if getattr(response, "status_code", None) == 429 and "RateLimit-Policy" not in response:
         stored = getattr(request, "resilience_ratelimit", None)
         if stored is not None:
-            from resilience.ratelimit.admission import headers
-
             decision, policies = stored
             if not decision.allowed:  # refused by one of ours: its event is the log line
                 quiet(response)
-            for name, value in headers(decision, policies).items():
+            for name, value in ratelimit_headers(decision, policies).items():
                 if name not in response:
                     response[name] = value
     return response

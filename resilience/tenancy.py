@@ -1,12 +1,56 @@
-"""The caller's security context: the current request, set by ``ResilienceMiddleware`` for the
-duration of the request, from which fallbacks derive whose data they may serve."""
+"""The caller's security context: the current request (set by ``ResilienceMiddleware`` for the
+duration of the request), its tenant (``RESILIENCE["TENANT_RESOLVER"]``), and the scope keys
+fallbacks derive from them to know whose data they may serve."""
 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
+from django.utils.module_loading import import_string
+
+from resilience.conf import resilience_settings
+from resilience.core.event import Event
+from resilience.exceptions import ConfigurationError
+from resilience.observability.events import emit
+
 current_request: contextvars.ContextVar[Any] = contextvars.ContextVar("resilience_request", default=None)
+TenantResolver = Callable[[Any], Any]
+_NOT_YET = object()
+
+
+def parse_resolver(value: Any, path: str) -> TenantResolver:
+    """The parser of ``RESILIENCE["TENANT_RESOLVER"]`` (``conf.PARSERS``): the dotted path imported,
+    and callable. Errors name ``path`` (system check ``resilience.E014``)."""
+    try:
+        resolver = import_string(value)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the setting's fault
+        raise ConfigurationError(f"{path} {str(value)[:100]!r} cannot be imported: {type(exc).__name__}") from exc
+    if not callable(resolver):
+        raise ConfigurationError(f"{path} {value!r} is not callable")
+    return resolver  # type: ignore[no-any-return]
+
+
+def tenant_of(request: Any) -> str | None:
+    """The request's tenant id: ``TENANT_RESOLVER`` applied once per request object (ask after
+    authentication: resolvers read the user). A resolver that fails, or cannot be imported, counts
+    as no tenant: never a 500 (``resilience.E014`` reports a broken one at start-up)."""
+    # the object's own attribute: a DRF Request would otherwise answer with its HttpRequest's
+    cached: str | None | object = getattr(request, "__dict__", {}).get("_resilience_tenant", _NOT_YET)
+    if cached is not _NOT_YET:
+        return cached  # type: ignore[return-value]
+    try:
+        value = resilience_settings.TENANT_RESOLVER(request)
+    except Exception as exc:  # noqa: BLE001 - a broken resolver must not turn into a 500
+        emit(Event("tenancy", "resolver_failed", "TENANT_RESOLVER", {"error": type(exc).__name__}))  # summarised
+        value = None
+    tenant = value if isinstance(value, str) and value else None
+    try:
+        request._resilience_tenant = tenant
+    except AttributeError:  # an object without attributes of its own: resolved again when asked again
+        pass
+    return tenant
 
 
 def scope_key(scope: str) -> str | None:
@@ -17,9 +61,7 @@ def scope_key(scope: str) -> str | None:
     request = current_request.get()
     if request is None:
         return None
-    from resilience.ratelimit.admission import tenant
-
-    tid = tenant(request)
+    tid = tenant_of(request)
     if tid is None:
         return None
     if scope == "tenant":

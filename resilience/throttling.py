@@ -5,8 +5,8 @@
         "DEFAULT_THROTTLE_RATES": {"ip": "100/min", "tenant": "1000/min;burst=200", "login": "5/min"},
     }
 
-Rates are read from ``api_settings`` on every decision (never bound at class definition), in DRF's
-syntax plus an optional ``;burst=N``. Every resilience throttle of a view is decided in the same
+Rates come from ``api_settings`` (never bound at class definition), in DRF's syntax plus an
+optional ``;burst=N``, parsed once per settings change. Every resilience throttle of a view is decided in the same
 call, so several of them still cost one round trip; a request refused by one consumes nothing
 from the others. ``wait()`` is the seconds until the refusing limit would admit the request.
 """
@@ -25,13 +25,19 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
     raise missing("rest_framework", "resilience.throttling") from exc
 
-from resilience.conf import resilience_settings
-from resilience.core.gcra import Decision, LimitState
+from django.core.signals import setting_changed
+
+from resilience.conf import on_reload, resilience_settings
+from resilience.core.gcra import LimitState, RateDecision
 from resilience.exceptions import ConfigurationError
-from resilience.ratelimit import admission as ratelimits
-from resilience.ratelimit.limiter import RatePolicy, identity_text, normalise, policy
+from resilience.ratelimit.identity import client_address, identity_text, normalise
+from resilience.ratelimit.limiter import limiter
+from resilience.ratelimit.policies import CHECK_PREFIX, RatePolicy, policy
+from resilience.tenancy import tenant_of
 
 _DECISION = "_resilience_throttle_decision"
+_MISSING = object()  # a scope without a rate in DEFAULT_THROTTLE_RATES
+Pairs = list[tuple[RatePolicy, str]]
 
 
 class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
@@ -48,7 +54,7 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
     def get_scope(self, view: Any) -> str:
         return self.scope
 
-    def policies(self, request: Any, view: Any) -> list[tuple[RatePolicy, str]]:
+    def policies(self, request: Any, view: Any) -> Pairs:
         """(policy, identity) pairs this throttle adds to the request's decision; empty: does not apply."""
         scope = self.get_scope(view)
         if not scope and self.rate is None:
@@ -58,31 +64,18 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         return [] if identity is None or rule is None else [(rule, identity)]
 
     def identity(self, request: Any, view: Any) -> str | None:
-        return ratelimits.client(_django(request))
+        return client_address(_django(request))
 
     def rate_policy(self, scope: str, rate: Any = None, *, required: bool = True) -> RatePolicy | None:
         """The policy of ``scope`` (``rate``: the class's own). Missing: ``ImproperlyConfigured`` when
         ``required``, else None; set to None in the settings: no limit."""
-        if rate is None:
-            rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-            if scope not in rates:
-                if required:
-                    raise ImproperlyConfigured(f"No default throttle rate set for '{scope}' scope")
-                return None
-            rate = rates[scope]
-            if rate is None:
-                return None
-            where = f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]'
-            name = scope
-        else:  # the class's own rate: its own counter, never the one of the scope it inherits
-            where = type(self).__qualname__
-            name = f"{type(self).__module__}.{type(self).__qualname__}"
-        fail = self.default_fail or ratelimits._settings()["fail"]
-        return _policy(name, rate, where, fail)
+        fail = self.default_fail or resilience_settings.RATE_LIMITS.fail
+        if rate is not None:  # the class's own rate: its own counter, never the one of the scope it inherits
+            return class_policy(type(self), rate, fail)
+        return scope_policy(scope, fail, required=required)
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        mine = self.policies(request, view)
-        decision = _decide(request, view, mine)
+        decision, mine = _decide(self, request, view)
         names = {rule.name for rule, _ in mine}
         self._states = [s for s in decision.states if s.limit.policy in names]
         return decision.allowed or all(s.allowed for s in self._states)
@@ -92,40 +85,75 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         return max((s.retry_after for s in refusing), default=None)
 
 
-_POLICIES: dict[tuple[str, str, str, str], RatePolicy] = {}
+# Policies of DEFAULT_THROTTLE_RATES and of throttle classes, parsed once per settings change
+# (RESILIENCE's fail mode or REST_FRAMEWORK): rates come from settings and code, never from clients.
+_parsed: dict[tuple[Any, ...], Any] = {}
 
 
-def _policy(name: str, spec: Any, where: str, fail: str) -> RatePolicy:
-    """DRF's policies, parsed once per (name, rate, fail): rates come from settings and code, not clients."""
-    key = (name, repr(spec), where, fail)
-    rule = _POLICIES.get(key)
-    if rule is None:
-        if len(_POLICIES) > 1024:
-            _POLICIES.clear()
-        rule = _POLICIES[key] = policy(name, spec, where, fail, space="drf")
-    return rule
+def scope_policy(scope: str, fail: str, name: str | None = None, *, required: bool = True) -> RatePolicy | None:
+    """``DEFAULT_THROTTLE_RATES[scope]`` as a policy named ``name`` (default: the scope); None when set
+    to None (no limit). A scope without a rate is ``ImproperlyConfigured`` when ``required`` (as in
+    DRF), else None."""
+    key = ("scope", scope, fail, name)
+    if key not in _parsed:
+        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        if scope not in rates:
+            _parsed[key] = _MISSING
+        elif rates[scope] is None:
+            _parsed[key] = None
+        else:
+            where = f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]'
+            _parsed[key] = policy(name or scope, rates[scope], where, fail, space="drf")
+    rule = _parsed[key]
+    if rule is _MISSING:
+        if required:
+            raise ImproperlyConfigured(f"No default throttle rate set for '{scope}' scope")
+        return None
+    return rule  # type: ignore[no-any-return]
 
 
-def _decide(request: Any, view: Any, mine: list[tuple[RatePolicy, str]]) -> Decision:
-    """One limiter call for every resilience throttle of the view, remembered on the request. A
+def class_policy(cls: type, rate: Any, fail: str) -> RatePolicy:
+    """The policy of a throttle class's own ``rate`` attribute, counted under the class's name."""
+    key = ("class", cls, rate if isinstance(rate, str) else repr(rate), fail)
+    if key not in _parsed:
+        _parsed[key] = policy(f"{cls.__module__}.{cls.__qualname__}", rate, cls.__qualname__, fail, space="drf")
+    return _parsed[key]  # type: ignore[no-any-return]
+
+
+def _forget_policies(*, setting: str, **kwargs: Any) -> None:
+    if setting == "REST_FRAMEWORK":
+        _parsed.clear()
+
+
+on_reload(_parsed.clear)
+setting_changed.connect(_forget_policies, dispatch_uid="resilience.throttling")
+
+
+def _decide(throttle: ResilienceThrottle, request: Any, view: Any) -> tuple[RateDecision, Pairs]:
+    """The decision for ``throttle`` and the pairs it contributed. Every resilience throttle of the
+    view is decided in one limiter call, its pairs built once, both remembered on the request. A
     throttle decides on its own without a view (DRF allows ``allow_request(request, None)``) and when
     the view does not list it (checked by hand inside an action, the DRF way)."""
+    prefix = resilience_settings.KEY_PREFIX
     if view is None or not hasattr(view, "get_throttles"):
-        return ratelimits.limiter().hit(mine, resilience_settings.KEY_PREFIX)
+        mine = throttle.policies(request, view)
+        return limiter().hit(mine, prefix), mine
     cached = getattr(request, _DECISION, None)
     if cached is None:
-        pairs = []
+        by_class: dict[type, Pairs] = {}
         for each in view.get_throttles():
-            if isinstance(each, ResilienceThrottle):
-                pairs += each.policies(request, view)
-        decision = ratelimits.limiter().hit(pairs, resilience_settings.KEY_PREFIX)
-        cached = (decision, {(rule.key_name, identity) for rule, identity in pairs})
+            if isinstance(each, ResilienceThrottle) and type(each) not in by_class:
+                by_class[type(each)] = each.policies(request, view)
+        pairs = [pair for each_pairs in by_class.values() for pair in each_pairs]
+        cached = (limiter().hit(pairs, prefix), by_class)
         setattr(request, _DECISION, cached)
-        _django(request).resilience_ratelimit = (decision, [rule for rule, _ in pairs])  # for the 429's headers
-    decision, included = cached
-    if any((rule.key_name, identity) not in included for rule, identity in mine):
-        return ratelimits.limiter().hit(mine, resilience_settings.KEY_PREFIX)  # not one of the view's throttles
-    return decision  # type: ignore[no-any-return]
+        _django(request).resilience_ratelimit = (cached[0], [rule for rule, _ in pairs])  # for the 429's headers
+    decision, by_class = cached
+    listed = by_class.get(type(throttle))
+    if listed is None:  # not one of the view's throttles
+        mine = throttle.policies(request, view)
+        return limiter().hit(mine, prefix), mine
+    return decision, listed
 
 
 def _django(request: Any) -> Any:
@@ -145,7 +173,7 @@ class TenantRateThrottle(ResilienceThrottle):
     scope = "tenant"
 
     def identity(self, request: Any, view: Any) -> str | None:
-        return ratelimits.tenant(request)
+        return tenant_of(request)
 
 
 class ScopedRateThrottle(ResilienceThrottle):
@@ -158,7 +186,7 @@ class ScopedRateThrottle(ResilienceThrottle):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             return f"user:{user.pk}"
-        return f"ip:{ratelimits.client(_django(request))}"
+        return f"ip:{client_address(_django(request))}"
 
 
 class LoginRateThrottle(ResilienceThrottle):
@@ -176,8 +204,8 @@ class LoginRateThrottle(ResilienceThrottle):
     default_fail = "local"
     username_field = "username"
 
-    def policies(self, request: Any, view: Any) -> list[tuple[RatePolicy, str]]:
-        address = ratelimits.client(_django(request))
+    def policies(self, request: Any, view: Any) -> Pairs:
+        address = client_address(_django(request))
         username = _username(request, self.username_field)
         cooloff = cooloff_policy()
         extra = [(cooloff, _pair(username, address))] if cooloff is not None and username is not None else []
@@ -203,14 +231,12 @@ def _username(request: Any, field: str) -> str | None:
     return identity_text(data.get(field)) if hasattr(data, "get") else None
 
 
-COOLOFF = "check:login_cooloff"  # "check:": looked at in each decision, consumed only by failures
+COOLOFF = f"{CHECK_PREFIX}login_cooloff"  # looked at in each decision, consumed only by failures
 
 
 def cooloff_policy() -> RatePolicy | None:
-    spec = (api_settings.DEFAULT_THROTTLE_RATES or {}).get("login_cooloff")
-    if spec is None:
-        return None
-    return _policy(COOLOFF, spec, 'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login_cooloff"]', "local")
+    """``DEFAULT_THROTTLE_RATES["login_cooloff"]`` (None: no cool-off), failing to the local limiter."""
+    return scope_policy("login_cooloff", "local", COOLOFF, required=False)
 
 
 def _pair(username: str, address: str) -> str:
@@ -220,21 +246,21 @@ def _pair(username: str, address: str) -> str:
 
 def _address(request: Any) -> str | None:
     django_request = _django(request)
-    return ratelimits.client(django_request) if hasattr(django_request, "META") else None
+    return client_address(django_request) if hasattr(django_request, "META") else None
 
 
 def login_failed(request: Any, username: str | None) -> None:
     """Count a failed login of ``username`` from this request's client (progressive cool-off)."""
     rule, address, name = cooloff_policy(), _address(request), identity_text(username)
     if rule is not None and address is not None and name is not None:
-        ratelimits.limiter().penalise(rule, _pair(name, address), resilience_settings.KEY_PREFIX)
+        limiter().penalise(rule, _pair(name, address), resilience_settings.KEY_PREFIX)
 
 
 def login_succeeded(request: Any, username: str | None) -> None:
     """Clear the cool-off of ``username`` from this request's client."""
     rule, address, name = cooloff_policy(), _address(request), identity_text(username)
     if rule is not None and address is not None and name is not None:
-        ratelimits.limiter().forgive(rule, _pair(name, address), resilience_settings.KEY_PREFIX)
+        limiter().forgive(rule, _pair(name, address), resilience_settings.KEY_PREFIX)
 
 
 def _on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:

@@ -17,9 +17,9 @@ def dashboard_data(tenant):
 
 class Dashboard(APIView):
     def get(self, request):
-        from resilience.ratelimit.admission import tenant
+        from resilience.tenancy import tenant_of
 
-        return Response(dashboard_data(tenant(request)))
+        return Response(dashboard_data(tenant_of(request)))
 
 
 urlpatterns = [path("dashboard/", Dashboard.as_view())]

@@ -127,11 +127,11 @@ def test_a_broken_tenant_resolver_is_e014_at_start_up_and_no_tenant_at_request_t
     from django.core.checks import run_checks
     from django.test import RequestFactory
 
-    from resilience.ratelimit.admission import tenant
+    from resilience.tenancy import tenant_of
 
     settings.RESILIENCE = {"HISTORY": False, "TENANT_RESOLVER": path}
     assert [m.id for m in run_checks() if m.id == "resilience.E014"] == ["resilience.E014"]
-    assert tenant(RequestFactory().get("/")) is None  # never a 500 per request
+    assert tenant_of(RequestFactory().get("/")) is None  # never a 500 per request
 
 
 def test_a_malformed_setting_is_reported_once_as_e001(settings):

@@ -135,7 +135,7 @@ def test_login_answers_are_identical_for_known_and_unknown_users(drf):
 
 def test_login_limits_refuse_to_fail_open(settings, drf):
     from resilience.exceptions import ConfigurationError
-    from resilience.ratelimit.limiter import policy
+    from resilience.ratelimit.policies import policy
     from resilience.throttling import LoginRateThrottle
 
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"login": {"rate": "3/min", "fail": "open"}}}
@@ -162,11 +162,12 @@ def test_repeated_failures_of_one_pair_cool_off_progressively_and_only_that_pair
 def test_the_cool_off_doubles_with_each_further_failure(cooloff):
     from django.conf import settings as live
 
-    from resilience.ratelimit.admission import client, limiter
+    from resilience.ratelimit.identity import client_address
+    from resilience.ratelimit.limiter import limiter
     from resilience.throttling import _pair, cooloff_policy, login_failed
 
     request = Client(REMOTE_ADDR="198.51.100.62").request().wsgi_request
-    pair = _pair("mallory", client(request))
+    pair = _pair("mallory", client_address(request))
     waits = []
     for _ in range(6):
         login_failed(request, "mallory")
@@ -363,7 +364,7 @@ def test_a_username_padded_past_the_length_looked_at_is_still_the_username(obtai
 
 
 def test_a_username_of_invisible_characters_is_still_an_identity():
-    from resilience.ratelimit.limiter import INVISIBLE, identity_text
+    from resilience.ratelimit.identity import INVISIBLE, identity_text
 
     assert identity_text("\u200b" * 5000) == identity_text("\u200d\u200b") == INVISIBLE
 
@@ -373,3 +374,32 @@ def test_a_throttle_class_with_its_own_rate_counts_in_its_own_keys(drf):
     client = Client(REMOTE_ADDR="198.51.100.112")
     assert [client.get("/api/class-rate/").status_code for _ in range(3)] == [200, 200, 429]
     assert [client.get("/api/ip/").status_code for _ in range(6)] == [200] * 5 + [429]  # RATES["ip"]: all 5 left
+
+
+RESOLVED = []
+
+
+def counted_tenant(request):
+    """A TENANT_RESOLVER that records each call."""
+    RESOLVED.append(request)
+    return "tenant-counted"
+
+
+def test_rates_are_parsed_once_per_settings_change_and_the_tenant_once_per_request(drf, settings, monkeypatch):
+    """Three throttles on a view: their policies come from a cache the settings change clears, and the
+    tenant resolver runs once per request (each throttle's pairs are built once)."""
+    from resilience.ratelimit import policies
+
+    settings.RESILIENCE = {**settings.RESILIENCE, "TENANT_RESOLVER": "tests.test_throttling.counted_tenant"}
+    parsed = []
+    real = policies.parse_rate
+    monkeypatch.setattr(policies, "parse_rate", lambda text, where: parsed.append(text) or real(text, where))
+    client = APIClient(REMOTE_ADDR="198.51.100.120")
+    client.force_authenticate(User.objects.create_user("heidi"))
+    RESOLVED.clear()
+    assert [client.get("/api/stacked/").status_code for _ in range(3)] == [200] * 3
+    assert sorted(parsed) == ["3/min", "4/min", "5/min"]  # ip, tenant, search: once each, not per request
+    assert len(RESOLVED) == 3  # one resolution per request
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"ip": "100/min", "tenant": None, "search": None}}
+    assert [client.get("/api/stacked/").status_code for _ in range(3)] == [200] * 3  # tenant's 3/min is gone at once
+    assert parsed[3:] == ["100/min"]

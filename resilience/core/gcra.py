@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from resilience.core.validation import is_number
 from resilience.exceptions import ConfigurationError
 
 MICROS = 1_000_000
-MAX_TOLERANCE = 366 * 86_400 * MICROS  # µs; with now + τ below 2^53, a double holds every time exactly
+MAX_PERIOD = 366 * 86_400  # seconds
+MAX_TOLERANCE = MAX_PERIOD * MICROS  # µs; with now + τ below 2^53, a double holds every time exactly
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,15 @@ class Limit:
         return limit
 
     def __post_init__(self) -> None:
-        if isinstance(self.rate, bool) or not isinstance(self.rate, int) or self.rate < 1:
-            raise ConfigurationError(f"rate limit {self.policy!r}: rate must be a whole number from 1, got {self.rate!r}")
-        if isinstance(self.period, bool) or not isinstance(self.period, (int, float)) or not 0 < self.period <= 366 * 86_400:
-            raise ConfigurationError(f"rate limit {self.policy!r}: period must be seconds above 0, got {self.period!r}")
-        if isinstance(self.burst, bool) or not isinstance(self.burst, int) or self.burst < 1:
-            raise ConfigurationError(f"rate limit {self.policy!r}: burst must be a whole number from 1, got {self.burst!r}")
-        if isinstance(self.cost, bool) or not isinstance(self.cost, int) or not 0 <= self.cost <= self.burst:
-            raise ConfigurationError(f"rate limit {self.policy!r}: cost must be 0 to burst ({self.burst}), got {self.cost!r}")
+        name = f"rate limit {self.policy!r}:"
+        if not is_number(self.rate) or not isinstance(self.rate, int) or self.rate < 1:
+            raise ConfigurationError(f"{name} rate must be a whole number from 1, got {self.rate!r}")
+        if not is_number(self.period) or not 0 < self.period <= MAX_PERIOD:
+            raise ConfigurationError(f"{name} period must be seconds above 0, got {self.period!r}")
+        if not is_number(self.burst) or not isinstance(self.burst, int) or self.burst < 1:
+            raise ConfigurationError(f"{name} burst must be a whole number from 1, got {self.burst!r}")
+        if not is_number(self.cost) or not isinstance(self.cost, int) or not 0 <= self.cost <= self.burst:
+            raise ConfigurationError(f"{name} cost must be 0 to burst ({self.burst}), got {self.cost!r}")
         object.__setattr__(self, "wire", micros(self.rate, self.period, self.burst, self.policy))
 
     @property
@@ -85,7 +88,7 @@ class LimitState:
     reset_after: float  # seconds until the limit is back to its full burst
 
 
-class Decision:
+class RateDecision:
     """One request's answer. Per-limit states (for headers and throttles' ``wait``) are worked out
     only when read: an admitted request through the middleware never needs them."""
 
@@ -132,11 +135,11 @@ def state(limit: Limit, tat: float | None, now: float) -> tuple[LimitState, floa
     return LimitState(limit, True, remaining, 0.0, new_tat - now), new_tat
 
 
-def decide(limits: list[Limit], tats: list[float | None], now: float) -> tuple[Decision, list[float]]:
+def decide(limits: list[Limit], tats: list[float | None], now: float) -> tuple[RateDecision, list[float]]:
     """All-or-nothing decision over ``limits``; returns the decision and the TATs to store if admitted."""
     answers = [state(limit, tat, now) for limit, tat in zip(limits, tats, strict=True)]
     allowed = all(s.allowed for s, _ in answers)
-    return Decision(allowed, tuple(s for s, _ in answers)), [new for _, new in answers]
+    return RateDecision(allowed, tuple(s for s, _ in answers)), [new for _, new in answers]
 
 
 def ttl(new_tat: float, now: float) -> int:

@@ -3,7 +3,7 @@ the limit the ``RateLimit`` header names when several apply)."""
 
 import pytest
 
-from resilience.core.gcra import MAX_TOLERANCE, MICROS, Decision, Limit, LimitState, decide, micros, state, ttl
+from resilience.core.gcra import MAX_TOLERANCE, MICROS, Limit, LimitState, RateDecision, decide, micros, state, ttl
 from resilience.exceptions import ConfigurationError
 
 
@@ -98,13 +98,13 @@ def test_tightest_among_rejecting_limits_is_the_one_with_the_fewest_left_and_the
 def test_a_decision_without_limits_has_no_tightest_and_no_states():
     decision, tats = decide([], [], 0.0)
     assert (decision.allowed, decision.states, decision.tightest, decision.retry_after, tats) == (True, (), None, 0.0, [])
-    assert Decision(True).states == ()
-    assert Decision(False).tightest is None
+    assert RateDecision(True).states == ()
+    assert RateDecision(False).tightest is None
 
 
 def test_a_decision_given_its_inputs_works_its_states_out_when_read():
     lim = limit()
-    decision = Decision(False, inputs=([lim], [5.0], 0.0))
+    decision = RateDecision(False, inputs=([lim], [5.0], 0.0))
     assert decision.states == (LimitState(lim, False, 0, 1.0, 5.0),)
     assert decision.states is decision.states  # worked out once
     assert decision.retry_after == 1.0
@@ -112,7 +112,7 @@ def test_a_decision_given_its_inputs_works_its_states_out_when_read():
 
 def test_a_decision_given_its_states_keeps_them():
     s = LimitState(limit(), True, 3, 0.0, 2.0)
-    assert Decision(True, states=(s,)).states == (s,)
+    assert RateDecision(True, states=(s,)).states == (s,)
 
 
 @pytest.mark.parametrize(("new_tat", "seconds"), [(10.2, 11), (10.0, 10), (0.5, 1), (0.0, 1), (-3.0, 1)])
@@ -208,4 +208,4 @@ def test_limits_and_tats_of_different_lengths_are_an_error_not_a_dropped_limit()
     with pytest.raises(ValueError):
         decide([limit("a"), limit("b")], [None], 0.0)
     with pytest.raises(ValueError):
-        assert Decision(True, inputs=([limit("a"), limit("b")], [None], 0.0)).states is None  # raises before
+        assert RateDecision(True, inputs=([limit("a"), limit("b")], [None], 0.0)).states is None  # raises before

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from resilience.core.gcra import Limit
 from resilience.storage.memory import stale
-from resilience.storage.redis.ratelimit import MemoryRateLimitStore
+from resilience.storage.memory.ratelimit import MemoryRateLimitStore
 
 
 class Clock:

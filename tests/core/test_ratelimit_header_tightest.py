@@ -1,9 +1,9 @@
 """Which limit the ``RateLimit`` header reports when several apply: the one closest to refusing
-(``Decision.tightest``). Lives beside the GCRA tests because the choice is made in core/gcra.py."""
+(``RateDecision.tightest``). Lives beside the GCRA tests because the choice is made in core/gcra.py."""
 
 from resilience.core.gcra import decide
 from resilience.ratelimit.admission import headers
-from resilience.ratelimit.limiter import RatePolicy
+from resilience.ratelimit.policies import RatePolicy
 
 IP = RatePolicy("ip", 100, 60.0, 100)
 TENANT = RatePolicy("tenant", 10, 60.0, 10)

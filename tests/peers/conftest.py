@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
-from resilience.ratelimit import admission as ratelimits
-from resilience.storage.redis.ratelimit import MemoryRateLimitStore
+from resilience.ratelimit.limiter import limiter
+from resilience.storage.memory.ratelimit import MemoryRateLimitStore
 
 
 class WallClock:
@@ -36,7 +36,7 @@ def local_limits(settings: Any, wall_clock: WallClock) -> Iterator[WallClock]:
     """``REDIS = None``: throttles decide in process, on ``wall_clock``."""
     settings.RESILIENCE = {"HISTORY": False, "REDIS": None}
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {}}
-    ratelimits.limiter().local = MemoryRateLimitStore(clock=wall_clock)
+    limiter().local = MemoryRateLimitStore(clock=wall_clock)
     yield wall_clock
 
 

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from resilience.ratelimit import admission as ratelimits
+from resilience.ratelimit.identity import client_address
 from resilience.throttling import IPRateThrottle, ScopedRateThrottle
 
 pytestmark = pytest.mark.django_db
@@ -247,7 +247,7 @@ def drf_ident(remote: str, xff: str | None) -> str:
 
 def our_ident(remote: str, xff: str | None) -> str:
     headers = {} if xff is None else {"HTTP_X_FORWARDED_FOR": xff}
-    return ratelimits.client(factory.get("/", REMOTE_ADDR=remote, **headers))
+    return client_address(factory.get("/", REMOTE_ADDR=remote, **headers))
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import redis
 from django.conf import settings
 
 from resilience.core.gcra import Limit
-from resilience.storage.redis.ratelimit import MemoryRateLimitStore, RedisRateLimitStore
+from resilience.storage.memory.ratelimit import MemoryRateLimitStore
+from resilience.storage.redis.ratelimit import RedisRateLimitStore
 
 from . import ratelimit_workers
 

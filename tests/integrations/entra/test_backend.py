@@ -190,13 +190,13 @@ def test_the_tenant_of_an_authenticated_request_is_exposed_for_the_resolver(entr
     from rest_framework.views import APIView
 
     from resilience.integrations.entra.backend import ResilientAccessTokenAuthentication
-    from resilience.ratelimit.admission import tenant
+    from resilience.tenancy import tenant_of
 
     class Tenant(APIView):
         authentication_classes = [ResilientAccessTokenAuthentication]
 
         def get(self, request):
-            return Response({"tenant": tenant(request)})
+            return Response({"tenant": tenant_of(request)})
 
     import sys
     import types
@@ -222,7 +222,7 @@ def test_session_logins_keep_the_tenant_for_the_resolver():
     from django.test import RequestFactory
     from django_auth_adfs.signals import post_authenticate
 
-    from resilience.ratelimit.admission import tenant
+    from resilience.tenancy import tenant_of
 
     request = RequestFactory().get("/")
     from django.contrib.sessions.backends.db import SessionStore
@@ -235,7 +235,7 @@ def test_session_logins_keep_the_tenant_for_the_resolver():
     post_authenticate.send(sender=None, user=user, claims={"tid": "tenant-from-sso", "upn": "x"}, adfs_response=None)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     assert request.session["adfs_claims"] == {"tid": "tenant-from-sso"}
-    assert tenant(request) == "tenant-from-sso"
+    assert tenant_of(request) == "tenant-from-sso"
 
 
 # -- the shared copy in Redis is hostile input ----------------------------------------------------

@@ -4,8 +4,9 @@ least recently used first among equals; a limit that refuses is the last thing i
 import pytest
 
 from resilience.core.gcra import Limit
-from resilience.ratelimit.limiter import Limiter, policy
-from resilience.storage.redis.ratelimit import MemoryRateLimitStore
+from resilience.ratelimit.limiter import Limiter
+from resilience.ratelimit.policies import policy
+from resilience.storage.memory.ratelimit import MemoryRateLimitStore
 
 HOUR = 3600.0
 

@@ -9,7 +9,8 @@ from django.conf import settings as django_settings
 
 from resilience import CircuitOpenError, circuit_breaker
 from resilience.breakers.registry import breakers
-from resilience.ratelimit.limiter import REDIS_BREAKER, Limiter, policy
+from resilience.ratelimit.limiter import REDIS_BREAKER, Limiter
+from resilience.ratelimit.policies import policy
 from resilience.storage.redis.client import connect
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from tests.conftest import resilience_settings
