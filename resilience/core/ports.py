@@ -13,8 +13,7 @@ from typing import Any, Protocol
 
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.breaker_state import Decision, Outcome, State, StateView
-from resilience.core.gcra import Decision as RateDecision
-from resilience.core.gcra import Limit
+from resilience.core.gcra import Limit, RateDecision
 from resilience.core.windows import WindowSnapshot
 
 Change = tuple[State | None, StateView]  # (previous state if a transition happened, current view)

@@ -15,11 +15,12 @@ from resilience.breakers.decorator import circuit_breaker
 from resilience.conf import on_reload
 from resilience.core.event import Event
 from resilience.core.gcra import Limit, LimitState, RateDecision
+from resilience.core.ports import RateLimitStore
 from resilience.exceptions import CircuitOpenError
 from resilience.observability.events import emit
 from resilience.ratelimit.policies import RatePolicy
+from resilience.storage import rate_limit_store
 from resilience.storage.memory.ratelimit import MemoryRateLimitStore
-from resilience.storage.redis.ratelimit import RedisRateLimitStore
 
 REDIS_BREAKER = "redis:ratelimit"
 CLOSED_RETRY_AFTER = 1.0  # seconds a fail-closed refusal asks the client to wait
@@ -35,7 +36,7 @@ def _redis_breaker() -> Any:
 class Limiter:
     """Decides a request's limits in one call: Redis when configured (through a breaker), else in process."""
 
-    def __init__(self, redis_store: RedisRateLimitStore | None) -> None:
+    def __init__(self, redis_store: RateLimitStore | None) -> None:
         self.redis = redis_store
         self.local = MemoryRateLimitStore()
 
@@ -111,21 +112,13 @@ def _refused(limit: Limit) -> LimitState:
     return LimitState(limit, False, 0, wait, wait)
 
 
-def redis_store() -> RedisRateLimitStore | None:
-    """The Redis engine on the process's shared client; None without ``RESILIENCE["REDIS"]``."""
-    from resilience.storage.redis.client import shared_client
-
-    client = shared_client()
-    return RedisRateLimitStore(client) if client is not None else None
-
-
 _limiter: list[Limiter] = []
 
 
 def limiter() -> Limiter:
     """The process's limiter, built from the settings once and again after they change."""
     if not _limiter:
-        _limiter.append(Limiter(redis_store()))
+        _limiter.append(Limiter(rate_limit_store()))
     return _limiter[0]
 
 
