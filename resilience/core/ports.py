@@ -111,8 +111,8 @@ class StaleStore(Protocol):
 class RateLimitStore(Protocol):
     """GCRA state (``core.gcra``) for already normalised, hashed keys. Store errors propagate."""
 
-    def hit(self, limits: list[Limit], peek: bool = False) -> RateDecision:
-        """Decide every limit of one request at once, all or nothing; ``peek`` consumes nothing."""
+    def hit(self, limits: list[Limit]) -> RateDecision:
+        """Decide every limit of one request at once, all or nothing."""
         ...
 
     def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:

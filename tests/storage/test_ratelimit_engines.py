@@ -51,8 +51,8 @@ def test_stacked_ip_and_tenant_limits_admit_exactly_the_tighter_total(key_prefix
     ip_a = (f"{key_prefix}:{{rl}}:ip-a", 15, HOUR, 15)
     ip_b = (f"{key_prefix}:{{rl}}:ip-b", 15, HOUR, 15)
     assert race([[ip_a, tenant], [ip_b, tenant]]) == 30  # both IPs full; the tenant saw only admitted requests
-    peek = RedisRateLimitStore(test_redis).hit([Limit(*tenant)], peek=True)
-    assert peek.states[0].remaining == 9  # 40 - 30 admitted - this peek's own cost of 1
+    last = RedisRateLimitStore(test_redis).hit([Limit(*tenant)])
+    assert last.states[0].remaining == 9  # 40 - 30 admitted - this request's own cost of 1
 
 
 def test_no_key_is_left_without_a_ttl(store, key_prefix, test_redis):
@@ -69,12 +69,6 @@ def test_a_rejected_request_writes_nothing(store, key_prefix, test_redis):
     assert store.hit([full]).allowed
     assert not store.hit([full, other]).allowed
     assert test_redis.get(other.key) is None
-
-
-def test_peek_decides_without_consuming(store, key_prefix):
-    limit = Limit(f"{key_prefix}:{{rl}}:peek", 2, 60.0, 2)
-    assert [store.hit([limit], peek=True).allowed for _ in range(5)] == [True] * 5
-    assert [store.hit([limit]).allowed for _ in range(3)] == [True, True, False]
 
 
 def test_memory_and_redis_engines_give_the_same_answers(store, key_prefix):

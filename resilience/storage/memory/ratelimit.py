@@ -1,8 +1,8 @@
 """The in-process rate-limit engine: the same GCRA semantics as Redis's (``core.gcra``), for one
 process (no ``RESILIENCE["REDIS"]``, or a limit failing ``local`` while Redis is down).
 
-``hit(limits)`` decides every limit of one request at once, all or nothing; ``peek=True`` decides
-without consuming (shadow mode). Keys are given already normalised and hashed by the caller.
+``hit(limits)`` decides every limit of one request at once, all or nothing. Keys are given already
+normalised and hashed by the caller.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class MemoryRateLimitStore:
         self._lock = threading.Lock()
         self._max_keys = max_keys
 
-    def hit(self, limits: list[Limit], peek: bool = False) -> RateDecision:
+    def hit(self, limits: list[Limit]) -> RateDecision:
         with self._lock:
             now = self._clock()
             tats: list[float | None] = []
@@ -47,10 +47,10 @@ class MemoryRateLimitStore:
                 if entry is None:
                     missing += 1
                 else:
-                    self._tats.move_to_end(limit.key)  # a refused or peeked key is in use too
+                    self._tats.move_to_end(limit.key)  # a refused key is in use too
                 tats.append(entry[0] if entry is not None and entry[1] > now else None)
             decision, new_tats = decide(limits, tats, now)
-            if decision.allowed and not peek:
+            if decision.allowed:
                 if missing and len(self._tats) + missing > self._max_keys:
                     self._sweep(now, len(limits))  # may drop these keys too: their new TATs are known
                 for limit, new_tat in zip(limits, new_tats, strict=True):

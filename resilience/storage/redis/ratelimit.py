@@ -1,9 +1,8 @@
 """The Redis rate-limit engine: one Lua script per decision, on Redis's clock, with the same GCRA
 semantics as the in-process engine (``core.gcra``, ``storage.memory.ratelimit``).
 
-``hit(limits)`` decides every limit of one request at once, all or nothing; ``peek=True`` decides
-without consuming (shadow mode). Keys are given already normalised and hashed by the caller, and
-every key the scripts write carries a TTL.
+``hit(limits)`` decides every limit of one request at once, all or nothing. Keys are given already
+normalised and hashed by the caller, and every key the scripts write carries a TTL.
 """
 
 from __future__ import annotations
@@ -32,12 +31,11 @@ class RedisRateLimitStore:
     def forget(self, *keys: str) -> None:
         self._client.delete(*keys)
 
-    def hit(self, limits: list[Limit], peek: bool = False) -> RateDecision:
+    def hit(self, limits: list[Limit]) -> RateDecision:
         args: list[int] = []
         for limit in limits:
             interval, tolerance = limit.wire
             args += (limit.cost * interval, tolerance)
-        args.append(1 if peek else 0)
         reply = self._script([limit.key for limit in limits], args)
         # the script's verdict is authoritative; per-limit states are computed if someone reads them
         return RateDecision(

@@ -61,9 +61,9 @@ def test_among_equal_limits_the_least_recently_used_goes_first(clock):
         store.hit([limit])
     assert not store.hit([first]).allowed  # refused, but used: now the most recent
     store.hit([Limit("new", 1, HOUR, 1)])  # full: the two least recently used go (down to 3/4)
-    assert not store.hit([first], peek=True).allowed
-    assert [store.hit([limit], peek=True).allowed for limit in others[:2]] == [True, True]  # forgotten
-    assert not any(store.hit([limit], peek=True).allowed for limit in others[2:])
+    assert not store.hit([first]).allowed  # refusals write nothing: no further sweep below
+    assert not any(store.hit([limit]).allowed for limit in others[2:])
+    assert [store.hit([limit]).allowed for limit in others[:2]] == [True, True]  # forgotten
 
 
 def test_rewriting_a_key_moves_it_to_the_back(clock):

@@ -1,7 +1,6 @@
 -- Every limit of one request, decided atomically, all or nothing (mirrors core/gcra.py).
 -- KEYS: one per limit (they share a hash tag). ARGV: per limit, 2 whole numbers of microseconds,
--- the increment (cost x emission interval) and the tolerance (burst x interval); then ARGV[2n+1]
--- = 1 to only look (shadow/peek), else 0.
+-- the increment (cost x emission interval) and the tolerance (burst x interval).
 -- Redis TIME is the only clock. Times are whole microseconds since the Unix epoch: exact in Lua's
 -- doubles, returned as integers and stored with %d, so no fraction is ever formatted (tostring
 -- and %f cost more than the rest of the script).
@@ -21,7 +20,7 @@ for i = 1, n do
   if tat - ARGV[2 * i] > now then reply[1] = 0 end
   after[i] = tat
 end
-if reply[1] == 1 and ARGV[2 * n + 1] ~= '1' then
+if reply[1] == 1 then
   local format, ceil = string.format, math.ceil
   for i = 1, n do
     local ms = ceil((after[i] - now) / 1000)
