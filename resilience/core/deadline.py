@@ -55,11 +55,6 @@ class deadline:  # noqa: N801 - used like a function: ``with deadline(2.0):``
         return max(self.at - self.clock.monotonic(), 0.0)
 
 
-def current() -> float | None:
-    """The absolute monotonic time of the current deadline, or None."""
-    return _DEADLINE.get()
-
-
 def remaining(clock: Clock = SYSTEM_CLOCK) -> float | None:
     """Seconds left before the current deadline (0.0 once passed), or None when there is none."""
     at = _DEADLINE.get()
