@@ -17,10 +17,10 @@ from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.deadline import remaining
 from resilience.core.event import Event, EventSink, discard
 from resilience.core.wrapping import decorate
-from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded, RetryBudgetExhausted
+from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded
 
 T = TypeVar("T")
-NEVER_RETRIED = (CircuitOpenError, DeadlineExceeded, RetryBudgetExhausted)
+NEVER_RETRIED = (CircuitOpenError, DeadlineExceeded)
 
 
 def transient(exc: BaseException) -> bool:

@@ -13,7 +13,7 @@ from resilience.core.clock import FakeClock
 from resilience.core.deadline import deadline
 from resilience.core.event import Event
 from resilience.core.retry import Retrying, RetryPolicy, retry_after, transient
-from resilience.exceptions import ConfigurationError, RetryBudgetExhausted
+from resilience.exceptions import ConfigurationError
 
 from .test_retry import Harness as RetryHarness
 
@@ -164,14 +164,6 @@ def test_errors_that_are_not_exceptions_are_never_retried():
     h = Harness(attempts=5, retry_on=lambda e: True)
     fn = failing(KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
-        h.retrying.call(fn)
-    assert len(fn.calls) == 1 and h.events == []
-
-
-def test_a_spent_retry_budget_error_is_never_retried():
-    h = Harness(attempts=5, retry_on=lambda e: True)
-    fn = failing(lambda message: RetryBudgetExhausted("custom"))
-    with pytest.raises(RetryBudgetExhausted):
         h.retrying.call(fn)
     assert len(fn.calls) == 1 and h.events == []
 

@@ -29,8 +29,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from resilience.conf import resilience_settings
 from resilience.core.event import Event
-from resilience.exceptions import ConfigurationError
-from resilience.integrations.entra.provider import EntraUnavailable, ResilientProviderConfig
+from resilience.exceptions import ConfigurationError, EntraUnavailable
+from resilience.integrations.entra.provider import ResilientProviderConfig
 from resilience.middleware import answered_by_library
 from resilience.observability.events import emit
 
