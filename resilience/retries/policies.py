@@ -1,7 +1,7 @@
 """``retry(policy)``: named retry policies from ``RESILIENCE["RETRY"]``, or an explicit ``RetryPolicy``.
 
 Each name has built-in defaults and a classifier that only accepts what is safe to retry for that
-dependency (see ``resilience.integrations.classifiers``). Budgets are shared by all workers when Redis is set.
+dependency (see ``resilience.retries.classifiers``). Budgets are shared by all workers when Redis is set.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.backoff import STRATEGIES
 from resilience.core.budget import LocalRetryBudget, RetryBudget
-from resilience.core.retry import Retrying, RetryPolicy, transient
+from resilience.core.retry import Retrying, RetryPolicy
 from resilience.core.validation import reject_unknown_keys
 from resilience.core.wrapping import decorate
 from resilience.exceptions import ConfigurationError
-from resilience.integrations.classifiers import CLASSIFIERS
 from resilience.observability.events import emit
+from resilience.retries.classifiers import classifier_for
 
 __all__ = ["RetryPolicy", "retry", "policy"]
 
@@ -96,7 +96,7 @@ def policy(name: str, **overrides: Any) -> RetryPolicy:
             backoff=backoff,
             max_time=values["max_time"],
             attempt_timeout=values["attempt_timeout"],
-            retry_on=CLASSIFIERS.get(name) or transient,
+            retry_on=classifier_for(name),
             budget=budget,
             stop_if=stop_if,
         )

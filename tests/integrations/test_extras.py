@@ -26,7 +26,7 @@ def run_without(module, code):
     ("requests", "import resilience.integrations.http.session", "http"),
     ("rest_framework", "import resilience.throttling", "drf"),
     ("django_redis", "import resilience.integrations.redis.client", "redis"),
-    ("botocore", "import resilience.integrations.aws", "aws"),
+    ("botocore", "from resilience.integrations.aws import botocore_config", "aws"),
     ("django_auth_adfs", "import resilience.integrations.entra.backend", "entra"),
 ])  # fmt: skip
 def test_a_missing_optional_package_names_its_extra(module, import_line, extra):

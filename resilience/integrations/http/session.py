@@ -32,7 +32,7 @@ from resilience.breakers.registry import breakers
 from resilience.conf import DEFAULTS, resilience_settings
 from resilience.core.deadline import bounded, remaining
 from resilience.exceptions import ConfigurationError, DeadlineExceeded
-from resilience.integrations.classifiers import HTTP_RETRYABLE_STATUS
+from resilience.integrations.http.classifiers import HTTP_RETRYABLE_STATUS
 from resilience.observability.events import Event, emit
 from resilience.retries.policies import retry
 
