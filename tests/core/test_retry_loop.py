@@ -257,11 +257,11 @@ def test_policies_at_their_bounds_are_accepted(fields):
         ({"attempts": 101}, "attempts must be a whole number from 1 to 100, got 101"),
         ({"attempts": True}, "attempts must be a whole number from 1 to 100, got True"),
         ({"attempts": 2.0}, "attempts must be a whole number from 1 to 100, got 2.0"),
-        ({"max_time": 0}, "max_time must be a number of seconds above 0, got 0"),
-        ({"max_time": 86_400.5}, "max_time must be a number of seconds above 0, got 86400.5"),
-        ({"max_time": True}, "max_time must be a number of seconds above 0, got True"),
-        ({"attempt_timeout": "1"}, "attempt_timeout must be a number of seconds above 0, got '1'"),
-        ({"attempt_timeout": -1}, "attempt_timeout must be a number of seconds above 0, got -1"),
+        ({"max_time": 0}, "max_time must be a number above 0 and at most 86400, got 0"),
+        ({"max_time": 86_400.5}, "max_time must be a number above 0 and at most 86400, got 86400.5"),
+        ({"max_time": True}, "max_time must be a number above 0 and at most 86400, got True"),
+        ({"attempt_timeout": "1"}, "attempt_timeout must be a number above 0 and at most 86400, got '1'"),
+        ({"attempt_timeout": -1}, "attempt_timeout must be a number above 0 and at most 86400, got -1"),
     ],
 )
 def test_each_malformed_policy_field_is_refused_by_name(fields, message):

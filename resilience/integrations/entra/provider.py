@@ -49,6 +49,7 @@ from django_auth_adfs.config import settings as adfs_settings
 from resilience.breakers.decorator import circuit_breaker
 from resilience.core.deadline import bounded, check, deadline, remaining
 from resilience.core.event import Event
+from resilience.core.validation import is_number
 from resilience.exceptions import CircuitOpenError, DeadlineExceeded, EntraUnavailable
 from resilience.observability.events import emit
 from resilience.retries.policies import retry
@@ -308,7 +309,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         if not isinstance(document, dict):
             return None
         fetched_at = document.get("fetched_at")
-        if isinstance(fetched_at, bool) or not isinstance(fetched_at, (int, float)) or not math.isfinite(fetched_at):
+        if not is_number(fetched_at) or not math.isfinite(fetched_at):
             return None
         if fetched_at > time.time() + CLOCK_SKEW:
             return None
