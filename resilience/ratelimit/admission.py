@@ -133,9 +133,7 @@ def too_many_requests(decision: Decision, policies: list[RatePolicy]) -> JsonRes
 def may_block() -> bool:
     """True when the middleware's limits go to Redis (so async requests decide them off the event loop)."""
     if "may_block" not in _state:
-        configured = _settings()["ip"] is not None or any(
-            entry.get("rate") for entry in resilience_settings.ROUTES if isinstance(entry, dict)
-        )
+        configured = _settings()["ip"] is not None or any(route.rate for route in resilience_settings.ROUTES.all_routes())
         _state["may_block"] = configured and resilience_settings.REDIS is not None
     return _state["may_block"]  # type: ignore[no-any-return]
 
