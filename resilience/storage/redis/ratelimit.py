@@ -1,7 +1,8 @@
 """Rate-limit engines: in-process and Redis, with identical GCRA semantics (``core.gcra``).
 
 ``hit(limits)`` decides every limit of one request at once, all or nothing; ``peek=True`` decides
-without consuming (shadow mode). Keys are given already normalised and hashed by the caller.
+without consuming (no caller uses it: shadow policies consume like enforced ones, so what they report
+is what enforcing would do). Keys are given already normalised and hashed by the caller.
 """
 
 from __future__ import annotations
