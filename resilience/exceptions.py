@@ -1,11 +1,13 @@
 """Every error the library raises, under one root so callers can catch them all.
 
-Only Django's database errors are imported here (``DatabaseUnavailable`` is also an
-``OperationalError``, so code that catches Django's errors keeps catching it).
+Only Django's own error classes are imported here: ``DatabaseUnavailable`` is also an
+``OperationalError`` and ``MissingDependency`` an ``ImproperlyConfigured``, so code that catches
+Django's errors keeps catching them.
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import OperationalError
 
 
@@ -15,6 +17,11 @@ class ResilienceError(Exception):
 
 class ConfigurationError(ResilienceError, ValueError):
     """A setting or argument is malformed; the message names the offending key."""
+
+
+class MissingDependency(ResilienceError, ImproperlyConfigured, ImportError):
+    """An optional package is not installed; the message names the extra that brings it. Still an
+    ``ImportError``, so ``try: import ... except ImportError`` keeps working."""
 
 
 class CircuitOpenError(ResilienceError):

@@ -32,7 +32,7 @@ def run_without(module, code):
 def test_a_missing_optional_package_names_its_extra(module, import_line, extra):
     result = run_without(module, import_line)
     assert result.returncode != 0
-    assert "resilience.integrations.extras.MissingDependency" in result.stderr  # an ImproperlyConfigured
+    assert "resilience.exceptions.MissingDependency" in result.stderr  # an ImproperlyConfigured
     assert f"pip install 'django-resilience[{extra}]'" in result.stderr
 
 
