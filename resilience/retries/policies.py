@@ -79,7 +79,7 @@ def _budget(name: str, spec: Mapping[str, Any], path: str) -> RetryBudget:
 def _checked(values: dict[str, Any], where: str) -> dict[str, Any]:
     """``values`` (one policy's settings over the defaults) when every one is valid; builds nothing."""
     reject_unknown_keys(values, POLICY_DEFAULTS, where)
-    if values["backoff"] not in STRATEGIES:
+    if not isinstance(values["backoff"], str) or values["backoff"] not in STRATEGIES:
         raise ConfigurationError(f'{where}["backoff"] must be one of {", ".join(STRATEGIES)}, got {values["backoff"]!r}')
     check_number(f'{where}["attempts"]', values["attempts"], 1, 100, integer=True)
     for key in ("base", "cap"):  # seconds

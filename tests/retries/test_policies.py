@@ -83,6 +83,7 @@ def test_no_retry_while_the_named_breaker_is_open(settings):
 @pytest.mark.parametrize(("value", "message"), [
     ({"http": {"atempts": 3}}, 'RESILIENCE["RETRY"]["http"] has unknown key(s) \'atempts\''),
     ({"http": {"backoff": "random"}}, 'RESILIENCE["RETRY"]["http"]["backoff"] must be one of'),
+    ({"http": {"backoff": ["full_jitter"]}}, 'RESILIENCE["RETRY"]["http"]["backoff"] must be one of'),
     ({"http": {"base": -1}}, 'RESILIENCE["RETRY"]["http"]["base"] must be a number from 0 to 3600'),
     ({"http": {"attempts": 0}}, 'RESILIENCE["RETRY"]["http"]["attempts"] must be a whole number from 1 to 100, got 0'),
     ({"http": {"budget": {"ratio": -1}}}, 'RESILIENCE["RETRY"]["http"]["budget"]["ratio"] must be a number from 0 to 10'),
