@@ -10,7 +10,6 @@ from resilience.exceptions import (
     ConfigurationError,
     DeadlineExceeded,
     ResilienceError,
-    RetryBudgetExhausted,
     UnknownBreakerError,
 )
 from resilience.fallbacks.chain import fallback
@@ -21,7 +20,6 @@ __all__ = [
     "CircuitOpenError",
     "ConfigurationError",
     "DeadlineExceeded",
-    "RetryBudgetExhausted",
     "RetryPolicy",
     "ResilienceError",
     "UnknownBreakerError",

@@ -25,13 +25,21 @@ def _settings_load() -> bool:
     return True
 
 
+HINTS = {"resilience.E011": "See the ROUTES section of README.md."}
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    messages: list[Any] = []
-    try:
-        redis_setting = resilience_settings.REDIS
-    except ConfigurationError as exc:
-        return [Error(str(exc), hint="See the settings table in README.md.", id="resilience.E001")]
+    """Every key that does not validate or parse (``problems()``), once each under its id (E001 by
+    default, E011 for ROUTES); then whether ``REDIS`` names a usable cache."""
+    problems = resilience_settings.problems()
+    messages: list[Any] = [
+        Error(message, hint=HINTS.get(check_id, "See the settings table in README.md."), id=check_id)
+        for check_id, message in problems
+    ]
+    if not _settings_load():
+        return messages
+    redis_setting = resilience_settings.REDIS
     if redis_setting is None:
         if not settings.DEBUG:
             messages.append(
@@ -103,17 +111,16 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 @register(Tags.urls)
 def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Every ``RESILIENCE["ROUTES"]`` entry is well formed, compiles, and names a URL that exists."""
+    """Every URL name in ``RESILIENCE["ROUTES"]`` exists (W011). A malformed entry is E011, reported
+    by ``check_settings`` with the other settings problems."""
     if not _settings_load():
         return []
     from django.urls import NoReverseMatch, get_resolver, reverse
 
-    from resilience.routing.routes import RouteTable
-
     try:
-        table = RouteTable(resilience_settings.ROUTES)
-    except ConfigurationError as exc:
-        return [Error(str(exc), hint="See the ROUTES section of README.md.", id="resilience.E011")]
+        table = resilience_settings.ROUTES
+    except ConfigurationError:
+        return []  # resilience.E011 reports it
     known = {k for k in get_resolver().reverse_dict if isinstance(k, str)}
     messages: list[Any] = []
     for name in table.by_name:
@@ -137,13 +144,12 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not _settings_load():
         return []
     from resilience.ratelimit.policies import policy
-    from resilience.routing.routes import RouteTable
 
     hint = "See the rate limiting section of README.md."
     messages = [Error(message, hint=hint, id=id) for id, message in resilience_settings.problems() if id == "resilience.E012"]
     rates: list[tuple[str, Any, str]] = []  # (policy name, rate, where it is set)
     try:
-        routes = RouteTable(resilience_settings.ROUTES).all_routes()
+        routes = resilience_settings.ROUTES.all_routes()
     except ConfigurationError:
         routes = []  # resilience.E011 reports it
     rates += [("route", r.rate, f'RESILIENCE["ROUTES"] {r.label} rate') for r in routes if r.rate is not None]

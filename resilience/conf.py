@@ -6,7 +6,6 @@ built from it (breakers, stores, metrics sinks).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +14,10 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from resilience.core.breaker_config import BreakerConfig
-from resilience.core.validation import reject_unknown_keys
+from resilience.core.validation import check_number, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
 
+# Every setting, its default and what it means; README.md's settings table says the same.
 DEFAULTS: dict[str, Any] = {
     "REDIS": None,  # django-redis cache alias or redis:// URL; None: in-process state (one worker)
     "REDIS_TIMEOUT": 0.1,  # seconds any Redis command of the library may take before local fallback
@@ -27,15 +27,13 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY": True,  # record transitions and manual actions in the CircuitEvent model
     "BREAKERS": {"default": {}},  # per-name breaker settings; "default" applies to every breaker
     "METRICS": {"SINKS": []},  # dotted paths of resilience.observability.metrics.MetricsSink subclasses
-    "TRUSTED_PROXIES": [],
-    "TENANT_RESOLVER": "resilience.integrations.entra.entra_tenant",
-    "RETRY": {},
-    "ROUTES": [],
-    "ALERTS": {},
-    "AWS": {},
+    "TRUSTED_PROXIES": [],  # addresses or networks of the proxies whose X-Forwarded-For is believed
+    "TENANT_RESOLVER": "resilience.integrations.entra.entra_tenant",  # dotted path: request -> tenant id or None
+    "RETRY": {},  # policy name -> overrides of resilience.retries.policies.POLICY_DEFAULTS ("default": all policies)
+    "ROUTES": [],  # per-route timeout, max_concurrency, retry_after, trust_timeout_header, rate (routing.routes)
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.integrations.postgres.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
-    "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds); see resilience.integrations.entra.backend
+    "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds): integrations.entra.settings
     "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
     "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
     "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for
@@ -45,11 +43,68 @@ DEFAULTS: dict[str, Any] = {
 ROOT = "RESILIENCE"
 TIMEOUT_HEADER_MODES = ("trusted_proxies", "any", "none")
 _listeners: list[Callable[[], None]] = []
+Validator = Callable[[Any, str], None]
 
 
-def _positive(key: str, value: Any, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value <= high:
-        raise ConfigurationError(f'{ROOT}["{key}"] must be a number above 0 and at most {high:g}, got {value!r}')
+def _seconds(high: float) -> Validator:
+    """A number of seconds above 0 and at most ``high``."""
+    return lambda value, path: check_number(path, value, 0, high, low_open=True)
+
+
+def _whole(high: int) -> Validator:
+    """A whole number from 1 to ``high``."""
+    return lambda value, path: check_number(path, value, 1, high, integer=True)
+
+
+def _redis(value: Any, path: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigurationError(f"{path} must be a cache alias or a redis:// URL, got {value!r}")
+
+
+def _key_prefix(value: Any, path: str) -> None:
+    if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 64 or "{" in value:
+        raise ConfigurationError(f"{path} must be 1-64 printable characters without braces, got {value!r}")
+
+
+def _flag(value: Any, path: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{path} must be True or False, got {value!r}")
+
+
+def _replicas(value: Any, path: str) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(primary, str) and isinstance(aliases, (list, tuple)) and all(isinstance(a, str) for a in aliases)
+        for primary, aliases in value.items()
+    ):
+        raise ConfigurationError(f"{path} must map primary aliases to lists of replica aliases, got {value!r}")
+
+
+def _timeout_headers(value: Any, path: str) -> None:
+    if value not in TIMEOUT_HEADER_MODES:
+        raise ConfigurationError(f"{path} must be one of {', '.join(map(repr, TIMEOUT_HEADER_MODES))}, got {value!r}")
+
+
+def _signing_key(value: Any, path: str) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) < 32):
+        raise ConfigurationError(f"{path} must be None or a string of at least 32 characters")
+
+
+# The plain keys, each checked by its validator ``(value, path)``, all together at first access.
+# BREAKERS is checked as it is parsed into BreakerConfig objects; every other key is in PARSERS.
+VALIDATORS: dict[str, Validator] = {
+    "REDIS": _redis,
+    "REDIS_TIMEOUT": _seconds(30),
+    "KEY_PREFIX": _key_prefix,
+    "SYNC_INTERVAL": _seconds(60),
+    "STATE_TTL": _seconds(365 * 86_400),
+    "HISTORY": _flag,
+    "DATABASE_REPLICAS": _replicas,
+    "TIMEOUT_HEADERS": _timeout_headers,
+    "TIMEOUT_HEADER_FLOOR": _seconds(60),
+    "FALLBACK_MAX_STALE_KEYS": _whole(1_000_000),
+    "HTTP_MAX_HOST_BREAKERS": _whole(100_000),
+    "SIGNING_KEY": _signing_key,
+}
 
 
 def _exceptions(value: Any, path: str) -> tuple[type[BaseException], ...]:
@@ -75,12 +130,17 @@ PARSERS: dict[str, str] = {
     "RATE_LIMITS": "resilience.ratelimit.policies.parse_rate_limits",
     "TRUSTED_PROXIES": "resilience.core.client_ip.parse_networks",
     "TENANT_RESOLVER": "resilience.tenancy.parse_resolver",
+    "RETRY": "resilience.retries.policies.parse_retry",
+    "ROUTES": "resilience.routing.routes.parse_routes",
+    "ENTRA": "resilience.integrations.entra.settings.parse_entra",
+    "METRICS": "resilience.observability.metrics.parse_metrics",
 }
 # The check id that reports a key's problem (default resilience.E001).
 CHECK_IDS: dict[str, str] = {
     "RATE_LIMITS": "resilience.E012",
     "TRUSTED_PROXIES": "resilience.E012",
     "TENANT_RESOLVER": "resilience.E014",
+    "ROUTES": "resilience.E011",
 }
 
 
@@ -102,40 +162,9 @@ class ResilienceSettings:
             raise ConfigurationError(f"{ROOT} must be a dict, got {type(user).__name__}")
         reject_unknown_keys(user, DEFAULTS, ROOT)
         values = {**DEFAULTS, **user}
-        redis_setting = values["REDIS"]
-        if redis_setting is not None and (not isinstance(redis_setting, str) or not redis_setting.strip()):
-            raise ConfigurationError(f'{ROOT}["REDIS"] must be a cache alias or a redis:// URL, got {redis_setting!r}')
-        _positive("REDIS_TIMEOUT", values["REDIS_TIMEOUT"], 30)
-        _positive("SYNC_INTERVAL", values["SYNC_INTERVAL"], 60)
-        _positive("STATE_TTL", values["STATE_TTL"], 365 * 86_400)
-        prefix = values["KEY_PREFIX"]
-        if not isinstance(prefix, str) or not prefix or not prefix.isprintable() or len(prefix) > 64 or "{" in prefix:
-            raise ConfigurationError(f'{ROOT}["KEY_PREFIX"] must be 1-64 printable characters without braces, got {prefix!r}')
+        for key, validate in VALIDATORS.items():
+            validate(values[key], f'{ROOT}["{key}"]')
         self._breakers = self._load_breakers(values["BREAKERS"])
-        replicas = values["DATABASE_REPLICAS"]
-        if not isinstance(replicas, dict) or not all(
-            isinstance(primary, str) and isinstance(aliases, (list, tuple)) and all(isinstance(a, str) for a in aliases)
-            for primary, aliases in replicas.items()
-        ):
-            raise ConfigurationError(
-                f'{ROOT}["DATABASE_REPLICAS"] must map primary aliases to lists of replica aliases, got {replicas!r}'
-            )
-        if values["TIMEOUT_HEADERS"] not in TIMEOUT_HEADER_MODES:
-            raise ConfigurationError(
-                f'{ROOT}["TIMEOUT_HEADERS"] must be one of {", ".join(map(repr, TIMEOUT_HEADER_MODES))}, '
-                f"got {values['TIMEOUT_HEADERS']!r}"
-            )
-        _positive("TIMEOUT_HEADER_FLOOR", values["TIMEOUT_HEADER_FLOOR"], 60)
-        for key, high in (("FALLBACK_MAX_STALE_KEYS", 1_000_000), ("HTTP_MAX_HOST_BREAKERS", 100_000)):
-            bound = values[key]
-            if isinstance(bound, bool) or not isinstance(bound, int) or not 0 < bound <= high:
-                raise ConfigurationError(f'{ROOT}["{key}"] must be a whole number from 1 to {high}, got {bound!r}')
-        signing_key = values["SIGNING_KEY"]
-        if signing_key is not None and (not isinstance(signing_key, str) or len(signing_key) < 32):
-            raise ConfigurationError(f'{ROOT}["SIGNING_KEY"] must be None or a string of at least 32 characters')
-        metrics = values["METRICS"]
-        if not isinstance(metrics, dict) or not isinstance(metrics.get("SINKS", []), (list, tuple)):
-            raise ConfigurationError(f'{ROOT}["METRICS"] must be a dict with a list "SINKS", got {metrics!r}')
         return values
 
     def _load_breakers(self, raw: Any) -> dict[str, BreakerConfig]:

@@ -1,6 +1,14 @@
-"""Every error the library raises, under one root so callers can catch them all."""
+"""Every error the library raises, under one root so callers can catch them all.
+
+Only Django's own error classes are imported here: ``DatabaseUnavailable`` is also an
+``OperationalError`` and ``MissingDependency`` an ``ImproperlyConfigured``, so code that catches
+Django's errors keeps catching them.
+"""
 
 from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.utils import OperationalError
 
 
 class ResilienceError(Exception):
@@ -9,6 +17,11 @@ class ResilienceError(Exception):
 
 class ConfigurationError(ResilienceError, ValueError):
     """A setting or argument is malformed; the message names the offending key."""
+
+
+class MissingDependency(ResilienceError, ImproperlyConfigured, ImportError):
+    """An optional package is not installed; the message names the extra that brings it. Still an
+    ``ImportError``, so ``try: import ... except ImportError`` keeps working."""
 
 
 class CircuitOpenError(ResilienceError):
@@ -58,9 +71,24 @@ class DeadlineExceeded(ResilienceError, TimeoutError):
         super().__init__(message)
 
 
-class RetryBudgetExhausted(ResilienceError):
-    """A retry was refused because retries already make up too large a share of calls."""
+class DatabaseUnavailable(CircuitOpenError, OperationalError):
+    """The database could not be reached, or the connection was lost and the statement could not be
+    retried safely. ``ResilienceMiddleware`` answers 503 with ``Retry-After`` (it is a
+    ``CircuitOpenError``); code that catches Django's ``DatabaseError``/``OperationalError`` still
+    catches it. Unlike a plain ``CircuitOpenError``, the call may have run: ``sent`` is True when the
+    statement (or a COMMIT) had been sent, so a write may have been applied — make writes that a
+    client re-sends idempotent (an idempotency key)."""
 
-    def __init__(self, policy: str) -> None:
-        self.policy = policy
-        super().__init__(f"retry budget of policy {policy!r} is exhausted")
+    def __init__(self, alias: str, message: str, *, sent: bool, retry_after: float = 1.0) -> None:
+        CircuitOpenError.__init__(self, f"postgres:{alias}", retry_after, "unavailable")
+        self.args = (f"database {alias!r} unavailable: {message}",)
+        self.alias, self.sent = alias, sent
+
+
+class EntraUnavailable(ResilienceError):
+    """No usable metadata or signing keys: the identity provider is down and nothing fresh enough is
+    cached. The Entra authentication answers 503 with ``Retry-After: retry_after``."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__("the identity provider is unavailable and no usable signing keys are cached")

@@ -28,7 +28,6 @@ from resilience.routing import streams
 from resilience.routing.routes import Route, RouteTable
 from resilience.tenancy import current_request
 
-_table: RouteTable | None = None
 _trusted_peers: dict[str, bool] = {}  # REMOTE_ADDR -> in TRUSTED_PROXIES (parsing an address costs µs)
 TRUSTED_PEERS_CACHED = 4096
 PREREAD_MAX = 2_621_440  # bytes read before a permit when DATA_UPLOAD_MAX_MEMORY_SIZE is None (Django's default)
@@ -46,15 +45,11 @@ def _never() -> bool:
 
 
 def route_table() -> RouteTable:
-    global _table
-    if _table is None:
-        _table = RouteTable(resilience_settings.ROUTES)
-    return _table
+    """The route table of ``RESILIENCE["ROUTES"]``, built (and its caps kept) until the settings change."""
+    return resilience_settings.ROUTES  # type: ignore[no-any-return]
 
 
 def _reset() -> None:
-    global _table
-    _table = None
     _trusted_peers.clear()
 
 

@@ -8,10 +8,20 @@ from django.core.checks import run_checks
 from resilience.breakers.registry import breakers
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
+from resilience.observability.metrics import MetricsSink
 
 
 def check_ids():
     return [m.id for m in run_checks() if m.id.startswith("resilience.")]
+
+
+@pytest.fixture(autouse=True)
+def urlconf_imported():
+    """The demo URLconf declares breakers at import (which reads the settings): import it while they
+    are valid, so each test's own settings reach the checks instead of the import."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018
 
 
 def test_defaults_apply_when_the_setting_is_absent(settings):
@@ -55,7 +65,8 @@ def test_changing_the_setting_rebuilds_breakers(settings):
         ({"BREAKERS": {"payments": {"ignore": ["os.path"]}}}, "must name exception classes"),
         ({"BREAKERS": {"payments": {"ignore": ["os.getcwd"]}}}, "must name exception classes"),
         ({"BREAKERS": {1: {}}}, "keys must be breaker names"),
-        ({"METRICS": {"SINKS": "x"}}, 'RESILIENCE["METRICS"] must be a dict with a list "SINKS"'),
+        ({"HISTORY": "yes"}, 'RESILIENCE["HISTORY"] must be True or False'),
+        ({"FALLBACK_MAX_STALE_KEYS": 0}, 'RESILIENCE["FALLBACK_MAX_STALE_KEYS"] must be a whole number from 1 to 1000000'),
         ({"BREAKER": {}}, "RESILIENCE has unknown key(s) 'BREAKER'"),
     ],
 )
@@ -140,3 +151,90 @@ def test_a_malformed_setting_is_reported_once_as_e001(settings):
     settings.RESILIENCE = {"BREAKERS": {"payments": {"ignore": ["payments.errors.CardDeclined"]}}}
     ids = [m.id for m in run_checks() if m.id.startswith("resilience.E")]
     assert ids == ["resilience.E001"]  # not E001, E011 and E012 with the same message
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "message"),
+    [
+        ({"RETRY": {"http": {"atempts": 3}}}, "resilience.E001", 'RESILIENCE["RETRY"]["http"] has unknown key(s) \'atempts\''),
+        ({"RETRY": {"db": {"budget": {"ratio": 11}}}}, "resilience.E001", 'RESILIENCE["RETRY"]["db"]["budget"]["ratio"]'),
+        ({"RETRY": []}, "resilience.E001", 'RESILIENCE["RETRY"] must be a dict'),
+        ({"ENTRA": {"max_stalenes": 60}}, "resilience.E001", "RESILIENCE[\"ENTRA\"] has unknown key(s) 'max_stalenes'"),
+        ({"ENTRA": {"retry_interval": 0}}, "resilience.E001", 'RESILIENCE["ENTRA"]["retry_interval"] must be a number above 0'),
+        ({"METRICS": {"SINKS": "x"}}, "resilience.E001", 'RESILIENCE["METRICS"] must be a dict with a list "SINKS"'),
+        (
+            {"METRICS": {"SINKS": ["resilience.observability.metrics.InMemorySnk"]}},
+            "resilience.E001",
+            'RESILIENCE["METRICS"]["SINKS"][0] names \'resilience.observability.metrics.InMemorySnk\', which cannot be imported',
+        ),
+        (
+            {"METRICS": {"SINKS": ["resilience.conf.ResilienceSettings"]}},
+            "resilience.E001",
+            "which is not a MetricsSink subclass",
+        ),
+        ({"ROUTES": [{"path": "/a/", "timout": 1}]}, "resilience.E011", "RESILIENCE[\"ROUTES\"][0] has unknown key(s) 'timout'"),
+    ],
+)
+def test_a_typo_in_a_parsed_setting_is_reported_once_at_start_up_naming_the_key(settings, value, check_id, message):
+    settings.RESILIENCE = {"HISTORY": False, **value}
+    errors = [m for m in run_checks() if m.id.startswith("resilience.E") and m.id != "resilience.E012"]
+    assert [(m.id, message in m.msg) for m in errors] == [(check_id, True)]
+    resilience_settings.REDIS  # noqa: B018 - the other settings still work: one feature's typo breaks that feature
+
+
+def test_every_problem_is_reported_with_its_own_id(settings):
+    settings.RESILIENCE = {"RETRY": {"x": {"attempts": 0}}, "ENTRA": {"x": 1}, "ROUTES": "oops"}
+    ids = sorted(m.id for m in run_checks() if m.id in ("resilience.E001", "resilience.E011"))
+    assert ids == ["resilience.E001", "resilience.E001", "resilience.E011"]
+
+
+def test_a_typo_in_retry_is_a_clear_error_when_the_policy_is_used(settings):
+    from resilience import retry
+
+    settings.RESILIENCE = {"HISTORY": False, "RETRY": {"http": {"backof": "constant"}}}
+    with pytest.raises(ConfigurationError, match=r'RESILIENCE\["RETRY"\]\["http"\] has unknown key'):
+        retry("http").call(lambda: None)
+
+
+def test_a_broken_metrics_sink_never_breaks_a_call(settings, caplog):
+    from resilience.core.event import Event
+    from resilience.observability.events import emit
+
+    settings.RESILIENCE = {"HISTORY": False, "METRICS": {"SINKS": ["no.such.Sink"]}}
+    emit(Event("breaker", "rejected", "x", {}))  # no ImportError into the protected call
+    assert any("no metrics sinks" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sink_that_fails_to_build_is_left_out(settings, caplog):
+    settings.RESILIENCE = {"HISTORY": False, "METRICS": {"SINKS": ["tests.test_conf_and_checks.BrokenSink"]}}
+    from resilience.observability.events import sinks
+
+    assert sinks() == []
+    assert any("could not be built" in r.getMessage() for r in caplog.records)
+
+
+def test_a_typo_in_routes_is_a_clear_error_at_request_time(settings):
+    from resilience.middleware import route_table
+
+    settings.RESILIENCE = {"HISTORY": False, "ROUTES": [{"path": "/a/", "timout": 1}]}
+    with pytest.raises(ConfigurationError, match=r'RESILIENCE\["ROUTES"\]\[0\] has unknown key'):
+        route_table()
+
+
+def test_entra_settings_parse_without_django_auth_adfs():
+    from resilience.integrations.entra.settings import ENTRA_DEFAULTS, parse_entra
+
+    assert parse_entra({}, "E") == ENTRA_DEFAULTS
+    assert parse_entra({"retry_interval": 2}, "E")["retry_interval"] == 2
+
+
+def test_every_setting_is_validated_or_parsed():
+    from resilience.conf import DEFAULTS, PARSERS, VALIDATORS
+
+    owned_elsewhere = {"BREAKERS", "RATE_LIMITS", "TRUSTED_PROXIES", "TENANT_RESOLVER"}  # see VALIDATORS' comment
+    assert set(DEFAULTS) - set(VALIDATORS) - set(PARSERS) <= owned_elsewhere
+
+
+class BrokenSink(MetricsSink):
+    def __init__(self) -> None:
+        raise RuntimeError("no connection to the metrics server")

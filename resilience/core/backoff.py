@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from resilience.exceptions import ConfigurationError
+from resilience.core.validation import check_number, is_number
 
 
 class Backoff(Protocol):
@@ -31,15 +31,14 @@ class Composable:
     def __post_init__(self) -> None:
         for key in ("base", "cap", "delay"):
             value = getattr(self, key, 0.0)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86_400:
-                raise ConfigurationError(f"{type(self).__name__}: {key} must be seconds from 0 to 86400, got {value!r}")
+            check_number(f"{type(self).__name__}: {key}", value, 0, 86_400)  # seconds
 
     def __add__(self, other: Backoff) -> Sum:
         return Sum(self, other)
 
     def __radd__(self, other: Any) -> Composable:
         """``sum([a, b, c])`` starts from 0: adding a strategy to 0 is the strategy itself."""
-        if isinstance(other, (int, float)) and not isinstance(other, bool) and other == 0:
+        if is_number(other) and other == 0:
             return self
         return Sum(other, self)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from resilience.core.validation import reject_unknown_keys
+from resilience.core.validation import is_number, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
 
 DEFAULTS: dict[str, Any] = {
@@ -27,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _number(path: str, value: Any, low: float, high: float, *, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if not is_number(value):
         raise ConfigurationError(f"{path} must be a number, got {value!r}")
     if integer and not isinstance(value, int):
         raise ConfigurationError(f"{path} must be a whole number, got {value!r}")

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.core.validation import is_number
 from resilience.exceptions import ConfigurationError, DeadlineExceeded
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ class deadline:  # noqa: N801 - used like a function: ``with deadline(2.0):``
     __slots__ = ("seconds", "clock", "_token", "at")
 
     def __init__(self, seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds == seconds:
+        if not is_number(seconds):
             raise ConfigurationError(f"deadline seconds must be a number, got {seconds!r}")
         self.seconds = min(max(float(seconds), 0.0), MAX_SECONDS)
         self.clock = clock
@@ -53,11 +54,6 @@ class deadline:  # noqa: N801 - used like a function: ``with deadline(2.0):``
 
     def remaining(self) -> float:
         return max(self.at - self.clock.monotonic(), 0.0)
-
-
-def current() -> float | None:
-    """The absolute monotonic time of the current deadline, or None."""
-    return _DEADLINE.get()
 
 
 def remaining(clock: Clock = SYSTEM_CLOCK) -> float | None:

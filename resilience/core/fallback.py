@@ -20,6 +20,7 @@ from typing import Any
 
 from resilience.core.event import Event, EventSink, discard
 from resilience.core.ports import StaleStore
+from resilience.core.validation import check_number, is_number
 from resilience.exceptions import ConfigurationError
 
 NO_DEFAULT = object()
@@ -56,17 +57,10 @@ class FallbackPolicy:
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise ConfigurationError(f"fallback {self.name!r}: scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
-        if self.stale_for is not None and (
-            isinstance(self.stale_for, bool)
-            or not isinstance(self.stale_for, (int, float))
-            or not 0 < self.stale_for <= 30 * 86_400
-        ):
+        if self.stale_for is not None and not (is_number(self.stale_for) and 0 < self.stale_for <= 30 * 86_400):
             raise ConfigurationError(f"fallback {self.name!r}: stale_for must be seconds above 0, got {self.stale_for!r}")
-        cap = self.max_stale_keys
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= MAX_STALE_KEYS):
-            raise ConfigurationError(
-                f"fallback {self.name!r}: max_stale_keys must be a whole number from 1 to {MAX_STALE_KEYS}, got {cap!r}"
-            )
+        if self.max_stale_keys is not None:
+            check_number(f"fallback {self.name!r}: max_stale_keys", self.max_stale_keys, 1, MAX_STALE_KEYS, integer=True)
 
 
 class FallbackChain:

@@ -16,11 +16,12 @@ from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.deadline import remaining
 from resilience.core.event import Event, EventSink, discard
 from resilience.core.ports import RetryBudget
+from resilience.core.validation import check_number
 from resilience.core.wrapping import decorate
-from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded, RetryBudgetExhausted
+from resilience.exceptions import CircuitOpenError, DeadlineExceeded
 
 T = TypeVar("T")
-NEVER_RETRIED = (CircuitOpenError, DeadlineExceeded, RetryBudgetExhausted)
+NEVER_RETRIED = (CircuitOpenError, DeadlineExceeded)
 
 
 def transient(exc: BaseException) -> bool:
@@ -43,14 +44,11 @@ class RetryPolicy:
     stop_if: Callable[[], bool] | None = None  # e.g. "the dependency's breaker is open": stop before sleeping
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or not 1 <= self.attempts <= 100:
-            raise ConfigurationError(
-                f"retry policy {self.name!r}: attempts must be a whole number from 1 to 100, got {self.attempts!r}"
-            )
+        check_number(f"retry policy {self.name!r}: attempts", self.attempts, 1, 100, integer=True)
         for key in ("max_time", "attempt_timeout"):
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86_400):
-                raise ConfigurationError(f"retry policy {self.name!r}: {key} must be a number of seconds above 0, got {value!r}")
+            if value is not None:  # seconds
+                check_number(f"retry policy {self.name!r}: {key}", value, 0, 86_400, low_open=True)
 
 
 def retry_after(exc: BaseException) -> float | None:

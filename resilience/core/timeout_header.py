@@ -34,8 +34,3 @@ def parse_grpc(value: str | None) -> float | None:
         return None
     seconds = int(match.group(1)) * _GRPC_UNITS[match.group(2)]
     return seconds if seconds > 0 else None
-
-
-def format_grpc(seconds: float) -> str:
-    """Seconds as a ``grpc-timeout`` value (milliseconds, at least 1)."""
-    return f"{max(1, min(int(seconds * 1000), 99_999_999))}m"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from resilience.exceptions import ConfigurationError
 
@@ -16,7 +16,7 @@ def reject_unknown_keys(values: Mapping[Any, Any], known: Iterable[str], path: s
         raise ConfigurationError(f"{path} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     """A real int or float, not NaN, not a bool (``True`` is an int to Python, never a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
@@ -24,9 +24,13 @@ def is_number(value: Any) -> bool:
 def check_number(path: str, value: Any, low: float, high: float, *, integer: bool = False, low_open: bool = False) -> None:
     """Raise unless ``value`` is a number (a whole one when ``integer``) in ``[low, high]``
     (``(low, high]`` when ``low_open``); the message names ``path`` and the bounds."""
-    whole = isinstance(value, int) if integer else True
-    above = value > low if low_open else value >= low
-    if not is_number(value) or not whole or not above or not value <= high:
+    fits = is_number(value) and (isinstance(value, int) or not integer)
+    if not (fits and (value > low if low_open else value >= low) and value <= high):
         kind = "a whole number" if integer else "a number"
-        bounds = f"above {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
+        bounds = f"above {_shown(low)} and at most {_shown(high)}" if low_open else f"from {_shown(low)} to {_shown(high)}"
         raise ConfigurationError(f"{path} must be {kind} {bounds}, got {value!r}")
+
+
+def _shown(bound: float) -> str:
+    """A bound as people write it: ``1000000`` and ``0.5``, never ``1e+06``."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"

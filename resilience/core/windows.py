@@ -23,9 +23,6 @@ class WindowSnapshot:
         return 100.0 * self.slow / self.calls if self.calls else 0.0
 
 
-EMPTY = WindowSnapshot(0, 0, 0)
-
-
 class CountWindow:
     """The last ``size`` calls, kept in a ring with running totals."""
 

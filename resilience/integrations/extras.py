@@ -1,10 +1,10 @@
 """Optional integrations and the ``pip`` extra that brings each one.
 
 A module of the app that needs an optional package imports it as usual and turns the ImportError
-into ``missing(...)``: an ``ImproperlyConfigured`` that names the extra to install, instead of a
-bare ``ModuleNotFoundError`` from deep inside the library. Classifiers use ``optional(...)``: an
-exception cannot come from a package that is not installed, so they answer "no" and the real
-error propagates.
+into ``missing(...)``: a ``resilience.exceptions.MissingDependency`` (an ``ImproperlyConfigured``)
+that names the extra to install, instead of a bare ``ModuleNotFoundError`` from deep inside the
+library. Classifiers use ``optional(...)``: an exception cannot come from a package that is not
+installed, so they answer "no" and the real error propagates.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from django.core.exceptions import ImproperlyConfigured
+from resilience.exceptions import MissingDependency
 
 EXTRAS = {
     "rest_framework": "drf",
@@ -27,11 +27,6 @@ EXTRAS = {
     "celery": "celery",
     "prometheus_client": "prometheus",
 }
-
-
-class MissingDependency(ImproperlyConfigured, ImportError):
-    """An optional package is not installed; the message names the extra that brings it. Still an
-    ``ImportError``, so ``try: import ... except ImportError`` keeps working."""
 
 
 def missing(module: str, feature: str) -> MissingDependency:

@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.utils.module_loading import import_string
-
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.event import Event
+from resilience.exceptions import ConfigurationError
 from resilience.observability.metrics import MetricsSink
 from resilience.signals import event_emitted
 
@@ -76,9 +75,22 @@ def format_line(event: Event) -> str:
 
 
 def sinks() -> list[MetricsSink]:
+    """The metrics sinks, built once per settings: a sink that is misconfigured or fails to build is
+    logged and left out (``resilience.E001`` reports the setting at start-up), never raised into a call."""
     global _sinks
     if _sinks is None:
-        _sinks = [import_string(path)() for path in resilience_settings.METRICS.get("SINKS", [])]
+        built: list[MetricsSink] = []
+        try:
+            classes = resilience_settings.METRICS
+        except ConfigurationError as exc:
+            _internal.error("no metrics sinks: %s", exc)
+            classes = ()
+        for cls in classes:
+            try:
+                built.append(cls())
+            except Exception as exc:  # noqa: BLE001 - metrics must never break a request
+                _internal.error("metrics sink %r could not be built: %s", cls, type(exc).__name__)
+        _sinks = built
     return _sinks
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+from resilience.core.validation import reject_unknown_keys
+from resilience.exceptions import ConfigurationError
 
 
 class MetricsSink:
@@ -32,3 +38,24 @@ class InMemorySink(MetricsSink):
         """Sum of ``metric`` over every series whose tags include ``tags``."""
         with self._lock:
             return sum(v for (m, t), v in self.counters.items() if m == metric and set(tags.items()) <= set(t))
+
+
+def parse_metrics(value: Any, path: str) -> tuple[type[MetricsSink], ...]:
+    """The sink classes of ``RESILIENCE["METRICS"]`` (its ``PARSERS`` entry): each path must import and
+    name a ``MetricsSink`` subclass, so a typo is a system-check error at start-up, not a lost metric."""
+    if not isinstance(value, dict) or not isinstance(value.get("SINKS", []), (list, tuple)):
+        raise ConfigurationError(f'{path} must be a dict with a list "SINKS", got {value!r}')
+    reject_unknown_keys(value, ("SINKS",), path)
+    classes = []
+    for i, dotted in enumerate(value.get("SINKS", [])):
+        where = f'{path}["SINKS"][{i}]'
+        if not isinstance(dotted, str):
+            raise ConfigurationError(f"{where} must be a dotted path, got {dotted!r}")
+        try:
+            cls = import_string(dotted)
+        except ImportError as exc:
+            raise ConfigurationError(f"{where} names {dotted!r}, which cannot be imported") from exc
+        if not (isinstance(cls, type) and issubclass(cls, MetricsSink)):
+            raise ConfigurationError(f"{where} names {dotted!r}, which is not a MetricsSink subclass")
+        classes.append(cls)
+    return tuple(classes)

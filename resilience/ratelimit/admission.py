@@ -70,7 +70,7 @@ def may_block() -> bool:
     """True when the middleware's limits go to Redis (so async requests decide them off the event loop)."""
     if not _may_block:
         configured = resilience_settings.RATE_LIMITS.ip is not None or any(
-            entry.get("rate") for entry in resilience_settings.ROUTES if isinstance(entry, dict)
+            route.rate for route in resilience_settings.ROUTES.all_routes()
         )
         _may_block.append(configured and resilience_settings.REDIS is not None)
     return _may_block[0]

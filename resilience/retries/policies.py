@@ -1,7 +1,7 @@
 """``retry(policy)``: named retry policies from ``RESILIENCE["RETRY"]``, or an explicit ``RetryPolicy``.
 
 Each name has built-in defaults and a classifier that only accepts what is safe to retry for that
-dependency (see ``resilience.integrations.classifiers``). Budgets are shared by all workers when Redis is set.
+dependency (see ``resilience.retries.classifiers``). Budgets are shared by all workers when Redis is set.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.backoff import STRATEGIES
 from resilience.core.ports import RetryBudget
-from resilience.core.retry import Retrying, RetryPolicy, transient
-from resilience.core.validation import is_number, reject_unknown_keys
+from resilience.core.retry import Retrying, RetryPolicy
+from resilience.core.validation import check_number, reject_unknown_keys
 from resilience.core.wrapping import decorate
 from resilience.exceptions import ConfigurationError
-from resilience.integrations.classifiers import CLASSIFIERS
 from resilience.observability.events import emit
+from resilience.retries.classifiers import classifier_for
 from resilience.storage import retry_budget
 
 __all__ = ["RetryPolicy", "retry", "policy"]
@@ -46,14 +46,19 @@ _budgets: dict[str, RetryBudget] = {}
 _lock = threading.Lock()
 
 
-def _budget(name: str, spec: Mapping[str, Any], path: str) -> RetryBudget:
+def budget_values(spec: Any, path: str) -> tuple[float, float, int]:
+    """``(ratio, floor_per_second, window)`` of a policy's ``budget`` setting, each within its bounds."""
     if not isinstance(spec, Mapping) or set(spec) - {"ratio", "floor_per_second", "window"}:
         raise ConfigurationError(f'{path} must be a dict with "ratio", "floor_per_second" and "window", got {spec!r}')
     ratio, floor, window = spec.get("ratio", 0.2), spec.get("floor_per_second", 1.0), spec.get("window", 10)
-    if not all(is_number(v) for v in (ratio, floor, window)) or not (
-        0 <= ratio <= 10 and 0 <= floor <= 10_000 and isinstance(window, int) and 1 <= window <= 3600
-    ):
-        raise ConfigurationError(f"{path}: ratio 0-10, floor_per_second 0-10000 and window 1-3600 (whole seconds), got {spec!r}")
+    check_number(f'{path}["ratio"]', ratio, 0, 10)
+    check_number(f'{path}["floor_per_second"]', floor, 0, 10_000)
+    check_number(f'{path}["window"]', window, 1, 3600, integer=True)  # whole seconds
+    return ratio, floor, window
+
+
+def _budget(name: str, spec: Mapping[str, Any], path: str) -> RetryBudget:
+    ratio, floor, window = budget_values(spec, path)
     with _lock:
         budget = _budgets.get(name)
         if budget is None:
@@ -61,37 +66,60 @@ def _budget(name: str, spec: Mapping[str, Any], path: str) -> RetryBudget:
         return budget
 
 
+def _checked(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` (one policy's settings over the defaults) when every one is valid; builds nothing."""
+    reject_unknown_keys(values, POLICY_DEFAULTS, where)
+    if not isinstance(values["backoff"], str) or values["backoff"] not in STRATEGIES:
+        raise ConfigurationError(f'{where}["backoff"] must be one of {", ".join(STRATEGIES)}, got {values["backoff"]!r}')
+    check_number(f'{where}["attempts"]', values["attempts"], 1, 100, integer=True)
+    for key in ("base", "cap"):  # seconds
+        check_number(f'{where}["{key}"]', values[key], 0, 3600)
+    for key in ("max_time", "attempt_timeout"):  # seconds, or None: no bound
+        if values[key] is not None:
+            check_number(f'{where}["{key}"]', values[key], 0, 86_400, low_open=True)
+    if values["budget"] is not None:
+        budget_values(values["budget"], f'{where}["budget"]')
+    if values["breaker"] is not None and (not isinstance(values["breaker"], str) or not values["breaker"]):
+        raise ConfigurationError(f'{where}["breaker"] must be a breaker name or None, got {values["breaker"]!r}')
+    return values
+
+
+def parse_retry(value: Any, path: str) -> dict[str, dict[str, Any]]:
+    """``RESILIENCE["RETRY"]`` (its ``PARSERS`` entry): the checked settings of every named policy —
+    the built-in ones, those configured, and ``"default"`` (what any other name gets)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{path} must be a dict of policy name -> settings, got {type(value).__name__}")
+    for name, entry in value.items():
+        if not isinstance(name, str) or not isinstance(entry, Mapping):
+            raise ConfigurationError(f"{path} must map policy names to dicts of settings, got {name!r}: {entry!r}")
+    default = value.get("default", {})
+    return {
+        name: _checked({**POLICY_DEFAULTS, **default, **BUILTIN.get(name, {}), **value.get(name, {})}, f'{path}["{name}"]')
+        for name in dict.fromkeys(["default", *BUILTIN, *value])
+    }
+
+
 def policy(name: str, **overrides: Any) -> RetryPolicy:
     """The named policy from settings (over built-in defaults), with keyword overrides."""
-    raw = resilience_settings.RETRY
-    path = 'RESILIENCE["RETRY"]'
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(f"{path} must be a dict of policy name -> settings, got {type(raw).__name__}")
-    values = {**POLICY_DEFAULTS, **raw.get("default", {}), **BUILTIN.get(name, {}), **raw.get(name, {}), **overrides}
-    where = f'{path}["{name}"]'
-    reject_unknown_keys(values, POLICY_DEFAULTS, where)
-    strategy = STRATEGIES.get(values["backoff"])
-    if strategy is None:
-        raise ConfigurationError(f'{where}["backoff"] must be one of {", ".join(STRATEGIES)}, got {values["backoff"]!r}')
-    for key in ("base", "cap"):
-        if isinstance(values[key], bool) or not isinstance(values[key], (int, float)) or not 0 <= values[key] <= 3600:
-            raise ConfigurationError(f'{where}["{key}"] must be seconds between 0 and 3600, got {values[key]!r}')
+    named = resilience_settings.RETRY
+    where = f'RESILIENCE["RETRY"]["{name}"]'
+    values = named.get(name) or named["default"]
+    if overrides:
+        values = _checked({**values, **overrides}, where)
+    strategy = STRATEGIES[values["backoff"]]
     backoff = strategy(values["base"]) if strategy is STRATEGIES["constant"] else strategy(values["base"], values["cap"])
     budget = None if values["budget"] is None else _budget(name, values["budget"], f'{where}["budget"]')
     stop_if = _breaker_open(values["breaker"]) if values["breaker"] else None
-    try:
-        return RetryPolicy(
-            name=name,
-            attempts=values["attempts"],
-            backoff=backoff,
-            max_time=values["max_time"],
-            attempt_timeout=values["attempt_timeout"],
-            retry_on=CLASSIFIERS.get(name) or transient,
-            budget=budget,
-            stop_if=stop_if,
-        )
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{where}: {exc}") from None
+    return RetryPolicy(  # already checked: RetryPolicy's own checks pass
+        name=name,
+        attempts=values["attempts"],
+        backoff=backoff,
+        max_time=values["max_time"],
+        attempt_timeout=values["attempt_timeout"],
+        retry_on=classifier_for(name),
+        budget=budget,
+        stop_if=stop_if,
+    )
 
 
 def _breaker_open(name: str) -> Callable[[], bool]:

@@ -24,7 +24,7 @@ from typing import Any
 from django.urls import get_resolver
 
 from resilience.core.bulkhead import Bulkhead
-from resilience.core.validation import reject_unknown_keys
+from resilience.core.validation import check_number, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
 
 ROUTE_KEYS = {"name", "path", "path_regex", "timeout", "max_concurrency", "retry_after", "trust_timeout_header", "rate"}
@@ -145,15 +145,11 @@ def _validated(entry: Any, path: str) -> dict[str, Any]:
     selectors = [k for k in ("name", "path", "path_regex") if k in entry]
     if len(selectors) != 1 or not isinstance(entry[selectors[0]], str) or not entry[selectors[0]]:
         raise ConfigurationError(f'{path} needs exactly one of "name", "path" or "path_regex" (a non-empty string)')
-    timeout = entry.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400):
-        raise ConfigurationError(f'{path}["timeout"] must be seconds above 0 (at most 86400) or None, got {timeout!r}')
-    limit = entry.get("max_concurrency")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000):
-        raise ConfigurationError(f'{path}["max_concurrency"] must be a whole number from 1 or None, got {limit!r}')
-    retry_after = entry.get("retry_after", 1)
-    if isinstance(retry_after, bool) or not isinstance(retry_after, int) or not 0 <= retry_after <= 86_400:
-        raise ConfigurationError(f'{path}["retry_after"] must be whole seconds from 0, got {retry_after!r}')
+    if entry.get("timeout") is not None:  # seconds
+        check_number(f'{path}["timeout"]', entry["timeout"], 0, 86_400, low_open=True)
+    if entry.get("max_concurrency") is not None:
+        check_number(f'{path}["max_concurrency"]', entry["max_concurrency"], 1, 1_000_000, integer=True)
+    check_number(f'{path}["retry_after"]', entry.get("retry_after", 1), 0, 86_400, integer=True)  # whole seconds
     trust = entry.get("trust_timeout_header", True)
     if not isinstance(trust, bool):
         raise ConfigurationError(f'{path}["trust_timeout_header"] must be True or False, got {trust!r}')
@@ -177,14 +173,14 @@ def route_from(values: dict[str, Any], label: str) -> Route:
 class RouteTable:
     """Built once from settings; ``match`` is called on every request."""
 
-    def __init__(self, entries: Any) -> None:
+    def __init__(self, entries: Any, path: str = 'RESILIENCE["ROUTES"]') -> None:
         if not isinstance(entries, (list, tuple)):
-            raise ConfigurationError(f'RESILIENCE["ROUTES"] must be a list of dicts, got {type(entries).__name__}')
+            raise ConfigurationError(f"{path} must be a list of dicts, got {type(entries).__name__}")
         self.by_name: dict[str, Route] = {}
         self.exact: dict[str, Route] = {}
         self.patterns: list[tuple[float, Any, Route]] = []  # most specific first
         for i, raw in enumerate(entries):
-            where = f'RESILIENCE["ROUTES"][{i}]'
+            where = f"{path}[{i}]"
             entry = _validated(raw, where)
             if "name" in entry:
                 self.by_name[entry["name"]] = route_from(entry, f"name:{entry['name']}")
@@ -243,6 +239,11 @@ class RouteTable:
         if decorated is not None:
             return decorated  # type: ignore[no-any-return]
         return self.by_name.get(match.view_name) or self.by_name.get(match.url_name or "")
+
+
+def parse_routes(value: Any, path: str) -> RouteTable:
+    """``RESILIENCE["ROUTES"]`` as the table the middleware matches (its ``PARSERS`` entry)."""
+    return RouteTable(value, path)
 
 
 _DECORATED: list[Route] = []

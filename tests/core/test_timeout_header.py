@@ -1,6 +1,6 @@
 import pytest
 
-from resilience.core.timeout_header import MAX_HEADER, format_grpc, parse_grpc, parse_seconds
+from resilience.core.timeout_header import MAX_HEADER, parse_grpc, parse_seconds
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("2.5", 2.5), (" 0.25 ", 0.25), ("1e-3", 0.001), ("30", 30.0)])
@@ -36,12 +36,3 @@ def test_grpc_timeout_ignores_zero_too_many_digits_unknown_units_and_malformed(v
 def test_grpc_timeout_of_max_header_characters_is_read_one_more_is_ignored():
     assert parse_grpc("1m".ljust(32)) == 0.001
     assert parse_grpc("1m".ljust(33)) is None
-
-
-@pytest.mark.parametrize(
-    ("seconds", "value"),
-    [(2.5, "2500m"), (0.0021, "2m"), (0.0001, "1m"), (0.0, "1m"), (-3.0, "1m"), (99_999.999, "99999999m"),
-     (1e9, "99999999m")],
-)  # fmt: skip
-def test_format_grpc_is_whole_milliseconds_between_1_and_99999999(seconds, value):
-    assert format_grpc(seconds) == value

@@ -1,4 +1,4 @@
-from resilience.core.windows import EMPTY, CountWindow, TimeWindow, WindowSnapshot
+from resilience.core.windows import CountWindow, TimeWindow, WindowSnapshot
 
 
 def test_count_window_keeps_only_the_last_n_calls():
@@ -47,10 +47,6 @@ def test_time_window_counts_a_late_timestamp_in_the_newest_bucket():
 def test_empty_window_rates_are_zero():
     assert CountWindow(5).snapshot(0).failure_rate == 0.0
     assert TimeWindow(5).snapshot(0).slow_rate == 0.0
-
-
-def test_the_empty_snapshot_is_all_zero():
-    assert EMPTY == WindowSnapshot(0, 0, 0)
 
 
 def test_a_count_window_evicts_slow_calls_like_any_other():

@@ -7,14 +7,14 @@ import requests
 from botocore.exceptions import ClientError, EndpointConnectionError
 from django.db import connection
 
-from resilience.integrations.classifiers import (
-    aws_transient,
-    http_transient,
+from resilience.integrations.aws.classifiers import aws_transient
+from resilience.integrations.http.classifiers import http_transient
+from resilience.integrations.postgres.classifiers import (
     postgres_connect_refused,
     postgres_connection_lost,
     postgres_transaction_conflict,
-    redis_transient,
 )
+from resilience.integrations.redis.classifiers import redis_transient
 from tests.conftest import free_port
 from tests.httpserver import LocalHTTPServer
 

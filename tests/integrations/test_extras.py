@@ -26,13 +26,13 @@ def run_without(module, code):
     ("requests", "import resilience.integrations.http.session", "http"),
     ("rest_framework", "import resilience.throttling", "drf"),
     ("django_redis", "import resilience.integrations.redis.client", "redis"),
-    ("botocore", "import resilience.integrations.aws", "aws"),
+    ("botocore", "from resilience.integrations.aws import botocore_config", "aws"),
     ("django_auth_adfs", "import resilience.integrations.entra.backend", "entra"),
 ])  # fmt: skip
 def test_a_missing_optional_package_names_its_extra(module, import_line, extra):
     result = run_without(module, import_line)
     assert result.returncode != 0
-    assert "resilience.integrations.extras.MissingDependency" in result.stderr  # an ImproperlyConfigured
+    assert "resilience.exceptions.MissingDependency" in result.stderr  # an ImproperlyConfigured
     assert f"pip install 'django-resilience[{extra}]'" in result.stderr
 
 
@@ -53,3 +53,20 @@ def test_the_app_loads_and_checks_pass_without_each_optional_package(module):
     result = run_without(module, "from django.core.management import call_command\ncall_command('check')")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "System check identified no issues" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("module", "classifier"), [
+    ("psycopg", "resilience.integrations.postgres.classifiers.postgres_connection_lost"),
+    ("requests", "resilience.integrations.http.classifiers.http_transient"),
+    ("botocore", "resilience.integrations.aws.classifiers.aws_transient"),
+    ("django_redis", "resilience.retries.classifiers.classifier_for"),
+])  # fmt: skip
+def test_a_classifier_imports_and_answers_no_without_its_optional_package(module, classifier):
+    code = (
+        "from django.utils.module_loading import import_string\n"
+        f"fn = import_string({classifier!r})\n"
+        "print(fn('redis') is not None if fn.__name__ == 'classifier_for' else fn(ValueError()))\n"
+    )
+    result = run_without(module, code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == ("True" if classifier.endswith("classifier_for") else "False")

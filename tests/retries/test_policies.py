@@ -83,9 +83,10 @@ def test_no_retry_while_the_named_breaker_is_open(settings):
 @pytest.mark.parametrize(("value", "message"), [
     ({"http": {"atempts": 3}}, 'RESILIENCE["RETRY"]["http"] has unknown key(s) \'atempts\''),
     ({"http": {"backoff": "random"}}, 'RESILIENCE["RETRY"]["http"]["backoff"] must be one of'),
-    ({"http": {"base": -1}}, 'RESILIENCE["RETRY"]["http"]["base"] must be seconds'),
-    ({"http": {"attempts": 0}}, "attempts must be a whole number from 1 to 100, got 0"),
-    ({"http": {"budget": {"ratio": -1}}}, 'RESILIENCE["RETRY"]["http"]["budget"]: ratio 0-10'),
+    ({"http": {"backoff": ["full_jitter"]}}, 'RESILIENCE["RETRY"]["http"]["backoff"] must be one of'),
+    ({"http": {"base": -1}}, 'RESILIENCE["RETRY"]["http"]["base"] must be a number from 0 to 3600'),
+    ({"http": {"attempts": 0}}, 'RESILIENCE["RETRY"]["http"]["attempts"] must be a whole number from 1 to 100, got 0'),
+    ({"http": {"budget": {"ratio": -1}}}, 'RESILIENCE["RETRY"]["http"]["budget"]["ratio"] must be a number from 0 to 10'),
     ({"http": {"budget": {"share": 1}}}, 'RESILIENCE["RETRY"]["http"]["budget"] must be a dict'),
 ])  # fmt: skip
 def test_malformed_retry_settings_name_the_key(settings, value, message):

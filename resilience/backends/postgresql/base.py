@@ -8,17 +8,10 @@ from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
 
 from resilience.backends.postgresql import pool as pooled
-from resilience.integrations.classifiers import postgres_connect_refused, postgres_connection_lost
-from resilience.integrations.postgres.guards import (
-    DatabaseUnavailable,
-    _unavailable,
-    connection_dead,
-    discard,
-    guarded_connect,
-    reset_session_timeout,
-    statement_guard,
-    transaction_ended,
-)
+from resilience.exceptions import DatabaseUnavailable
+from resilience.integrations.postgres.classifiers import postgres_connect_refused, postgres_connection_lost
+from resilience.integrations.postgres.guards import connection_dead, discard, guarded_connect, statement_guard, unavailable
+from resilience.integrations.postgres.timeouts import reset_session_timeout, transaction_ended
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -61,7 +54,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise
         except DatabaseError as exc:
             if self.connection is None and postgres_connect_refused(exc):
-                raise _unavailable(self, exc, sent=False) from exc
+                raise unavailable(self, exc, sent=False) from exc
             raise
 
     def _outside_transaction(self) -> bool:
@@ -92,7 +85,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if not postgres_connection_lost(exc):
                 raise
             if self.connection is None or not self._outside_transaction():
-                raise _unavailable(self, exc, sent=False) from exc
+                raise unavailable(self, exc, sent=False) from exc
             discard(self)  # lost as the cursor was made: nothing was sent, so one more try
             try:
                 return super()._cursor(name)  # type: ignore[misc]
@@ -101,7 +94,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                     raise
                 if self._outside_transaction():
                     discard(self)
-                raise _unavailable(self, again, sent=False) from again
+                raise unavailable(self, again, sent=False) from again
 
     def set_autocommit(self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False) -> None:
         if not autocommit:
@@ -115,7 +108,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             except DatabaseError as exc:
                 if not postgres_connection_lost(exc):
                     raise
-                raise _unavailable(self, exc, sent=False) from exc
+                raise unavailable(self, exc, sent=False) from exc
         transaction_ended(self)
         super()._set_autocommit(autocommit)  # type: ignore[misc]
 
@@ -125,7 +118,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except DatabaseError as exc:
             if isinstance(exc, DatabaseUnavailable) or not postgres_connection_lost(exc):
                 raise
-            raise _unavailable(self, exc, sent=True) from exc  # the COMMIT may have been applied
+            raise unavailable(self, exc, sent=True) from exc  # the COMMIT may have been applied
         finally:
             transaction_ended(self)
 

@@ -29,12 +29,11 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from resilience.conf import resilience_settings
 from resilience.core.event import Event
-from resilience.exceptions import ConfigurationError
-from resilience.integrations.entra.provider import EntraUnavailable, ResilientProviderConfig
+from resilience.exceptions import EntraUnavailable
+from resilience.integrations.entra.provider import ResilientProviderConfig
 from resilience.middleware import answered_by_library
 from resilience.observability.events import emit
 
-ENTRA_KEYS = {"max_staleness": 7 * 86_400, "retry_interval": 30.0, "kid_refresh_interval": 60.0}
 UNAVAILABLE = "Authentication is temporarily unavailable. Try again shortly."
 REFUSED = "Invalid or missing credentials."  # one answer for every failed check: no hint, no user enumeration
 # Installing is check-then-replace on module globals that django-auth-adfs's backend reads in the
@@ -50,13 +49,7 @@ def install() -> ResilientProviderConfig:
 
 
 def _install() -> ResilientProviderConfig:
-    options = {**ENTRA_KEYS, **(resilience_settings.ENTRA or {})}
-    unknown = sorted(set(options) - set(ENTRA_KEYS))
-    if unknown:
-        raise ConfigurationError(f'RESILIENCE["ENTRA"] has unknown key(s) {", ".join(map(repr, unknown))}')
-    for key, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigurationError(f'RESILIENCE["ENTRA"]["{key}"] must be seconds above 0, got {value!r}')
+    options = resilience_settings.ENTRA  # parsed and checked: resilience.integrations.entra.settings
     client = None
     if resilience_settings.REDIS is not None:
         from resilience.storage.redis.client import shared_client

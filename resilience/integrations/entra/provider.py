@@ -3,7 +3,7 @@
 django-auth-adfs keeps metadata and signing keys per process, re-fetches them on every request
 while the provider is unreachable (its timestamp only moves on success), retries each fetch with
 urllib3 backoff inside the request, and lets connection errors escape into ``authenticate()``.
-``ResilientProviderConfig`` replaces its ``provider_config`` (installed by ``resilience.integrations.entra.claims``):
+``ResilientProviderConfig`` replaces its ``provider_config`` (installed by ``resilience.integrations.entra.backend``):
 
 - fetches go through the breaker ``entra`` and the ``http`` retry policy (urllib3's retries are
   off), are bounded by the deadline and ``AUTH_ADFS["TIMEOUT"]``, and are single-flight: one per
@@ -48,27 +48,20 @@ from django_auth_adfs.config import settings as adfs_settings
 from resilience.breakers.decorator import circuit_breaker
 from resilience.core.deadline import bounded, check, deadline, remaining
 from resilience.core.event import Event
-from resilience.exceptions import CircuitOpenError, DeadlineExceeded, ResilienceError
+from resilience.core.validation import is_number
+from resilience.exceptions import CircuitOpenError, DeadlineExceeded, EntraUnavailable
 from resilience.observability.events import emit
 from resilience.retries.policies import retry
 from resilience.storage.redis.scripts import LockReleaseArgs, LockReleaseKeys, lock_release
 from resilience.storage.signing import seal, unseal
 
-logger = logging.getLogger("resilience.integrations.entra.claims")
+logger = logging.getLogger("resilience.integrations.entra.provider")
 BREAKER = "entra"
 SHARED_SCHEMA = "v2"  # v2: sealed, one copy per application; an older version's unsigned copy is never read
 CLOCK_SKEW = 60.0  # seconds a shared copy may be dated ahead of our clock (workers' clocks differ); further: refused
 LOCK_MARGIN = 1.0  # seconds the fetch lock outlives the longest fetch it covers (the share and release after it)
 POLL = 0.05  # seconds between looks at the shared copy while another worker fetches
 FAILED = b"failed"  # the fetch lock's value after a failed fetch, until retry_interval has passed
-
-
-class EntraUnavailable(ResilienceError):
-    """No usable metadata or signing keys: the identity provider is down and nothing fresh enough is cached."""
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__("the identity provider is unavailable and no usable signing keys are cached")
 
 
 class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
@@ -315,7 +308,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         if not isinstance(document, dict):
             return None
         fetched_at = document.get("fetched_at")
-        if isinstance(fetched_at, bool) or not isinstance(fetched_at, (int, float)) or not math.isfinite(fetched_at):
+        if not is_number(fetched_at) or not math.isfinite(fetched_at):
             return None
         if fetched_at > time.time() + CLOCK_SKEW:
             return None

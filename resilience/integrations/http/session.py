@@ -31,8 +31,9 @@ from resilience.breakers.decorator import circuit_breaker
 from resilience.breakers.registry import breakers
 from resilience.conf import DEFAULTS, resilience_settings
 from resilience.core.deadline import bounded, remaining
-from resilience.exceptions import ConfigurationError, DeadlineExceeded
-from resilience.integrations.classifiers import HTTP_RETRYABLE_STATUS
+from resilience.core.validation import check_number
+from resilience.exceptions import DeadlineExceeded
+from resilience.integrations.http.classifiers import HTTP_RETRYABLE_STATUS
 from resilience.observability.events import Event, emit
 from resilience.retries.policies import retry
 
@@ -95,10 +96,8 @@ class ResilientSession(requests.Session):
     ) -> None:
         super().__init__()
         bound = max_host_breakers
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or not 0 < bound <= MAX_HOST_BREAKERS):
-            raise ConfigurationError(
-                f"ResilientSession: max_host_breakers must be a whole number from 1 to {MAX_HOST_BREAKERS}, got {bound!r}"
-            )
+        if bound is not None:
+            check_number("ResilientSession: max_host_breakers", bound, 1, MAX_HOST_BREAKERS, integer=True)
         self.policy, self.default_timeout = policy, timeout
         self.breaker_prefix, self.propagate_deadline = breaker_prefix, propagate_deadline
         self.max_host_breakers = max_host_breakers

@@ -2,5 +2,7 @@
 
 from resilience.integrations import lazy_exports
 
-__all__ = ["DatabaseUnavailable", "ReplicaRouter", "retry_transaction", "transaction_attempts"]
-__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "guards"))
+__all__ = ["ReplicaRouter", "retry_transaction", "transaction_attempts"]
+__getattr__ = lazy_exports(
+    __name__, {"ReplicaRouter": "router", "retry_transaction": "transactions", "transaction_attempts": "transactions"}
+)

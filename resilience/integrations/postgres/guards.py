@@ -21,52 +21,42 @@ protect. Then, for every statement on that alias:
   it was lost before the write itself was sent. Nothing inside ``atomic`` is retried statement by
   statement;
 - a lost connection or an unreachable database that could not be retried safely raises
-  ``DatabaseUnavailable``: a ``CircuitOpenError`` (so ``ResilienceMiddleware`` answers 503 with
+  ``resilience.exceptions.DatabaseUnavailable``: a ``CircuitOpenError`` (so ``ResilienceMiddleware`` answers 503 with
   ``Retry-After``) and a Django ``OperationalError``. Its ``sent`` says whether a write (or COMMIT)
   may have been applied: the client's idempotency key decides. The connection is discarded, so the
   next request does not inherit it.
 
-``retry_transaction`` re-runs a whole ``atomic`` block on serialization failure or deadlock, and
-``ReplicaRouter`` sends reads to the first replica of the model's primary whose breaker is not open.
+``statement_timeout`` and the watchdog live in ``timeouts``, ``retry_transaction`` (a whole ``atomic``
+block re-run on serialization failure or deadlock) in ``transactions``, ``ReplicaRouter`` in ``router``.
 """
 
 from __future__ import annotations
 
-import functools
-import heapq
-import itertools
-import os
 import select
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.db import (
-    DatabaseError,
-    DataError,
-    IntegrityError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-    connections,
-    transaction,
-)
+from django.db import DatabaseError, DataError, IntegrityError, NotSupportedError, ProgrammingError
 from django.db.transaction import TransactionManagementError
 
 from resilience.breakers.decorator import BreakerHandle, circuit_breaker
-from resilience.conf import resilience_settings
 from resilience.core.deadline import bounded, remaining
-from resilience.exceptions import CircuitOpenError, DeadlineExceeded
-from resilience.integrations.classifiers import postgres_connection_lost, postgres_transaction_conflict, sqlstate
+from resilience.exceptions import DatabaseUnavailable, DeadlineExceeded
+from resilience.integrations.postgres.classifiers import postgres_connection_lost, sqlstate
+from resilience.integrations.postgres.timeouts import (
+    WATCHDOG_GRACE,
+    clear_statement_timeout,
+    set_statement_timeout,
+    socket_of,
+    watchdog,
+)
 from resilience.retries.policies import retry
 
 T = TypeVar("T")
 QUERY_CANCELED = "57014"
 READ_PREFIXES = ("SELECT", "SHOW", "EXPLAIN", "VALUES")
 NOT_THE_DATABASES_FAULT = (IntegrityError, ProgrammingError, DataError, NotSupportedError, TransactionManagementError)
-_OPEN = ("open", "forced_open")
+OPEN = ("open", "forced_open")
 
 
 _breakers: dict[str, BreakerHandle] = {}
@@ -85,86 +75,22 @@ def is_read(sql: str) -> bool:
     return head.startswith(READ_PREFIXES) and " INTO " not in head
 
 
-class DatabaseUnavailable(CircuitOpenError, OperationalError):
-    """The database could not be reached, or the connection was lost and the statement could not be
-    retried safely. ``ResilienceMiddleware`` answers 503 with ``Retry-After`` (it is a
-    ``CircuitOpenError``); code that catches Django's ``DatabaseError``/``OperationalError`` still
-    catches it. Unlike a plain ``CircuitOpenError``, the call may have run: ``sent`` is True when the
-    statement (or a COMMIT) had been sent, so a write may have been applied — make writes that a
-    client re-sends idempotent (an idempotency key)."""
-
-    def __init__(self, alias: str, message: str, *, sent: bool) -> None:
-        name = f"postgres:{alias}"
-        wait = None
-        try:
-            breaker = breaker_for(alias)
-            if breaker.state in _OPEN:
-                wait = breaker.breaker.config.open_for
-        except Exception:  # noqa: BLE001 - a Retry-After hint only
-            wait = None
-        CircuitOpenError.__init__(self, name, wait if wait is not None else 1.0, "unavailable")
-        self.args = (f"database {alias!r} unavailable: {message}",)
-        self.alias, self.sent = alias, sent
-
-
-def _unavailable(db: Any, exc: BaseException, *, sent: bool) -> DatabaseUnavailable:
-    return DatabaseUnavailable(db.alias, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, sent=sent)
+def unavailable(db: Any, exc: BaseException, *, sent: bool) -> DatabaseUnavailable:
+    """The ``DatabaseUnavailable`` for ``exc`` on ``db``; its ``Retry-After`` is the alias breaker's
+    ``open_for`` while that breaker is open, else one second."""
+    wait = 1.0
+    try:
+        breaker = breaker_for(db.alias)
+        if breaker.state in OPEN:
+            wait = breaker.breaker.config.open_for
+    except Exception:  # noqa: BLE001 - a Retry-After hint only
+        pass
+    text = str(exc).strip()
+    return DatabaseUnavailable(db.alias, text.splitlines()[0] if text else type(exc).__name__, sent=sent, retry_after=wait)
 
 
 def _lost(exc: BaseException) -> bool:
     return not isinstance(exc, DatabaseUnavailable) and postgres_connection_lost(exc)
-
-
-# -- statement_timeout: what this library set, tracked on the psycopg connection itself, so that a
-# pooled or persistent connection carries it to whichever thread or DatabaseWrapper uses it next.
-_SESSION = "_resilience_session_timeout"  # a session-level statement_timeout of ours is in force
-_LOCAL = "_resilience_local_timeout"  # a transaction-local one may be in force in this transaction
-
-
-def _run_raw(db: Any, raw_cursor: Any, sql: str, params: Any = None) -> None:
-    with db.wrap_database_errors:  # Django's error classes, and errors_occurred set on the wrapper
-        raw_cursor.execute(sql, params)
-
-
-def _set_statement_timeout(db: Any, raw_cursor: Any, seconds: float, local: bool) -> None:
-    milliseconds = max(int(seconds * 1000), 1)
-    _run_raw(db, raw_cursor, "SELECT set_config('statement_timeout', %s, %s)", (str(milliseconds), local))
-    setattr(db.connection, _LOCAL if local else _SESSION, True)
-
-
-def _clear_statement_timeout(db: Any, raw_cursor: Any, in_transaction: bool) -> None:
-    """Before a statement without a deadline: no timeout of ours may remain in force."""
-    raw = db.connection
-    if in_transaction:
-        if getattr(raw, _LOCAL, False):  # a session one is never in force inside a transaction
-            _run_raw(db, raw_cursor, "SET LOCAL statement_timeout TO DEFAULT")
-            setattr(raw, _LOCAL, False)
-    elif getattr(raw, _SESSION, False):
-        _run_raw(db, raw_cursor, "RESET statement_timeout")
-        setattr(raw, _SESSION, False)
-
-
-def reset_session_timeout(db: Any) -> None:
-    """Called by the backend as autocommit is turned off: a transaction must not start under a
-    session-level timeout of ours (a RESET inside it would be undone by a rollback)."""
-    raw = db.connection
-    if raw is not None and getattr(raw, _SESSION, False):
-        with db.wrap_database_errors:
-            raw.execute("RESET statement_timeout")
-        setattr(raw, _SESSION, False)
-
-
-def transaction_ended(db: Any, *, savepoint_rollback: bool = False) -> None:
-    """A ROLLBACK TO SAVEPOINT may bring back a local timeout; COMMIT/ROLLBACK end every local one."""
-    raw = db.connection
-    if raw is not None:
-        setattr(raw, _LOCAL, savepoint_rollback)
-
-
-# -- a dead connection is found before anything is sent on it, and a statement is never left
-# waiting on a network that black-holes past its deadline (the server's statement_timeout cannot
-# help when no packet reaches it).
-WATCHDOG_GRACE = 0.25  # the server's cancellation gets this long to arrive after the deadline
 
 
 def connection_dead(raw: Any) -> bool:
@@ -184,71 +110,6 @@ def connection_dead(raw: Any) -> bool:
     except Exception:  # noqa: BLE001 - any failure to look at the socket means it cannot be used
         return True
     return False
-
-
-class _Watchdog:
-    """One thread per process that shuts down the socket of a statement still waiting past its
-    deadline (plus ``WATCHDOG_GRACE``); the statement then fails at once as a lost connection."""
-
-    def __init__(self) -> None:
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._heap: list[list[Any]] = []
-        self._thread: threading.Thread | None = None
-        self._seq = itertools.count()
-
-    def arm(self, fd: int, seconds: float) -> list[Any]:
-        entry = [time.monotonic() + seconds, next(self._seq), fd, False, True]  # at, seq, fd, fired, armed
-        with self._cond:
-            heapq.heappush(self._heap, entry)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, daemon=True, name="resilience-pg-watchdog")
-                self._thread.start()
-            elif self._heap[0] is entry:
-                self._cond.notify()
-        return entry
-
-    def disarm(self, entry: list[Any]) -> bool:
-        """Stop watching; True when the watchdog had already cut the connection."""
-        with self._cond:  # the socket is never shut down after this returns (its fd may be reused)
-            entry[4] = False
-            return bool(entry[3])
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and not self._heap[0][4]:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    if not self._cond.wait(60):
-                        self._thread = None
-                        return
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                entry = heapq.heappop(self._heap)
-                entry[3], entry[4] = True, False
-                try:
-                    sock = socket.socket(fileno=os.dup(entry[2]))
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    finally:
-                        sock.close()
-                except OSError:
-                    pass
-
-
-_watchdog = _Watchdog()
-
-
-def _socket(db: Any) -> int:
-    with db.wrap_database_errors:  # a broken connection has no socket: a lost connection
-        return int(db.connection.pgconn.socket)
 
 
 def _reconnect(db: Any, cursor_wrapper: Any) -> None:
@@ -284,25 +145,25 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
         # the server's timer (whole milliseconds) may fire a hair before the local deadline: so a
         # cancellation counts as the deadline's whenever the timeout we set came from the deadline
         by_deadline = deadline_left is not None and (attempt_timeout is None or deadline_left <= attempt_timeout)
-        watch = _watchdog.arm(_socket(db), left + WATCHDOG_GRACE) if left is not None else None
+        watch = watchdog.arm(socket_of(db), left + WATCHDOG_GRACE) if left is not None else None
         try:
             if left is not None:
-                _set_statement_timeout(db, cursor_wrapper.cursor, left, local=in_transaction)
+                set_statement_timeout(db, cursor_wrapper.cursor, left, local=in_transaction)
             else:
-                _clear_statement_timeout(db, cursor_wrapper.cursor, in_transaction)
+                clear_statement_timeout(db, cursor_wrapper.cursor, in_transaction)
             progress["sent"] = True
             return execute(sql, params, many, context)
         except DatabaseError as exc:
-            if watch is not None and _watchdog.disarm(watch):  # no answer at all: the network, not the query
+            if watch is not None and watchdog.disarm(watch):  # no answer at all: the network, not the query
                 if by_deadline:
                     raise DeadlineExceeded("no answer from the database before the deadline") from exc
-                raise _unavailable(db, exc, sent=progress["sent"]) from exc
+                raise unavailable(db, exc, sent=progress["sent"]) from exc
             if sqlstate(exc) == QUERY_CANCELED and by_deadline:
                 raise DeadlineExceeded("statement cancelled at the deadline") from exc
             raise
         finally:
             if watch is not None:
-                _watchdog.disarm(watch)
+                watchdog.disarm(watch)
 
     breaker = breaker_for(db.alias)
 
@@ -317,7 +178,7 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
             if _lost(exc):
                 progress["reconnect"] = True
                 if progress["sent"] and not read:  # a write may have been applied: never run it again
-                    raise _unavailable(db, exc, sent=True) from exc
+                    raise unavailable(db, exc, sent=True) from exc
             raise
 
     try:
@@ -337,7 +198,7 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
             db.errors_occurred = True  # atomic's exit rolls back (it fails) and closes the connection
         else:
             discard(db)
-        raise _unavailable(db, exc, sent=progress["sent"] and not read) from exc
+        raise unavailable(db, exc, sent=progress["sent"] and not read) from exc
 
 
 def guarded_connect(connect: Callable[[Any], T], conn_params: dict[str, Any], alias: str) -> T:
@@ -350,113 +211,3 @@ def guarded_connect(connect: Callable[[Any], T], conn_params: dict[str, Any], al
         current = conn_params.get("connect_timeout")
         conn_params = {**conn_params, "connect_timeout": max(2, min(int(current or 10), int(left) + 1))}
     return retry("postgres_connect").call(breaker_for(alias).call, connect, conn_params)  # type: ignore[no-any-return]
-
-
-class _Attempt:
-    """One try of a transaction: ``atomic`` around the block; a conflict is kept for the retry loop."""
-
-    def __init__(self, using: str | None) -> None:
-        self.atomic = transaction.atomic(using=using)
-        self.error: BaseException | None = None
-
-    def __enter__(self) -> _Attempt:
-        self.atomic.__enter__()
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        try:
-            self.atomic.__exit__(exc_type, exc, tb)  # commits, or rolls back on any error
-        except DatabaseError as commit_error:  # SERIALIZABLE conflicts often surface at COMMIT
-            if exc is None and postgres_transaction_conflict(commit_error):
-                self.error = commit_error
-                return True
-            raise
-        if exc is not None and postgres_transaction_conflict(exc):
-            self.error = exc
-            return True
-        return False
-
-
-def transaction_attempts(using: str | None = None, policy: str = "postgres_transaction") -> Iterator[_Attempt]:
-    """``for attempt in transaction_attempts(): with attempt: ...`` — re-runs the block on conflicts."""
-    if connections[using or "default"].in_atomic_block:
-        raise TransactionManagementError(
-            "retry_transaction must be the outermost transaction: an inner block cannot be re-run alone"
-        )
-    retrying = retry(policy).retrying
-    started, number, previous = time.monotonic(), 0, 0.0
-    while True:
-        number += 1
-        attempt = _Attempt(using)
-        yield attempt
-        if attempt.error is None:
-            return
-        delay = retrying.next_delay(attempt.error, number, started, previous)
-        if delay is None:
-            raise attempt.error
-        retrying.sleep(delay)
-        previous = delay
-
-
-def retry_transaction(
-    fn: Callable[..., T] | None = None, *, using: str | None = None, policy: str = "postgres_transaction"
-) -> Any:
-    """Run ``fn`` in ``atomic``; on serialization failure or deadlock, roll back and run it again."""
-
-    def decorate(func: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            for attempt in transaction_attempts(using, policy):
-                with attempt:
-                    result = func(*args, **kwargs)
-            return result
-
-        return wrapper
-
-    return decorate(fn) if fn is not None else decorate
-
-
-class ReplicaRouter:
-    """``DATABASE_ROUTERS = ["resilience.integrations.postgres.ReplicaRouter"]`` with
-    ``RESILIENCE["DATABASE_REPLICAS"] = {"default": ["replica1", "replica2"], "billing": ["billing_ro"]}``:
-    reads go to the first replica of the model's primary whose breaker is not open, else to that
-    primary; writes and migrations to the primary.
-
-    A model's primary is, in order: the ``using`` hint; the alias of the ``instance`` hint
-    (``instance._state.db``: an object loaded from a replica maps back to that replica's primary);
-    else the first primary listed. An alias that is neither a primary nor a replica here is left
-    to Django (or the next router)."""
-
-    def _replicas(self) -> dict[str, list[str]]:
-        return resilience_settings.DATABASE_REPLICAS  # type: ignore[no-any-return]
-
-    def _primary(self, hints: dict[str, Any]) -> str | None:
-        replicas = self._replicas()
-        instance = hints.get("instance")
-        alias = hints.get("using") or getattr(getattr(instance, "_state", None), "db", None)
-        if alias:
-            if alias in replicas:
-                return str(alias)
-            for primary, its_replicas in replicas.items():
-                if alias in its_replicas:
-                    return str(primary)
-            return None
-        return next(iter(replicas), None)
-
-    def db_for_read(self, model: Any, **hints: Any) -> str | None:
-        primary = self._primary(hints)
-        if primary is None:
-            return None
-        for alias in self._replicas()[primary]:
-            if breaker_for(alias).state not in _OPEN:
-                return alias
-        return primary
-
-    def db_for_write(self, model: Any, **hints: Any) -> str | None:
-        return self._primary(hints)
-
-    def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
-        return True
-
-    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
-        return False if any(db in replicas for replicas in self._replicas().values()) else None

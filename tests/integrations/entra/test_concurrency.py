@@ -18,8 +18,8 @@ from django_auth_adfs.config import settings as adfs_settings
 from rest_framework.test import APIClient
 
 from resilience.core.deadline import deadline
+from resilience.exceptions import EntraUnavailable
 from resilience.integrations.entra.backend import install
-from resilience.integrations.entra.provider import EntraUnavailable
 from tests.fake_idp import FakeIdP
 from tests.live import LiveServer
 from tests.waiting import wait_for

@@ -13,7 +13,9 @@ from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, OperationalError, connection, connections, transaction
 
 from resilience import CircuitOpenError, DeadlineExceeded, breakers, deadline
-from resilience.integrations.postgres.guards import DatabaseUnavailable, ReplicaRouter, breaker_for
+from resilience.exceptions import DatabaseUnavailable
+from resilience.integrations.postgres import ReplicaRouter
+from resilience.integrations.postgres.guards import breaker_for
 from tests.conftest import needs_django_pool
 from tests.faults.proxy import FaultProxy
 from tests.pg import fast_retries, scratch_table
