@@ -25,13 +25,18 @@ def _settings_load() -> bool:
     return True
 
 
-HINTS = {"resilience.E011": "See the ROUTES section of README.md."}
+HINTS = {
+    "resilience.E011": "See the ROUTES section of README.md.",
+    "resilience.E012": "See the rate limiting section of README.md.",
+    "resilience.E014": "A dotted path to a function request -> tenant id or None; tenant limits need it.",
+}
 
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Every key that does not validate or parse (``problems()``), once each under its id (E001 by
-    default, E011 for ROUTES); then whether ``REDIS`` names a usable cache."""
+    default; E011 ROUTES, E012 RATE_LIMITS and TRUSTED_PROXIES, E014 TENANT_RESOLVER); then whether
+    ``REDIS`` names a usable cache."""
     problems = resilience_settings.problems()
     messages: list[Any] = [
         Error(message, hint=HINTS.get(check_id, "See the settings table in README.md."), id=check_id)
@@ -140,13 +145,14 @@ def check_routes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 @register(Tags.compatibility)
 def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Rate settings are read per request; a typo must stop the deploy, not answer 500 later."""
+    """Route and DRF throttle rates (``RATE_LIMITS`` itself is a settings check): a typo must stop
+    the deploy, not answer 500 later."""
     if not _settings_load():
         return []
     from resilience.ratelimit.policies import policy
 
     hint = "See the rate limiting section of README.md."
-    messages = [Error(message, hint=hint, id=id) for id, message in resilience_settings.problems() if id == "resilience.E012"]
+    messages: list[Any] = []
     rates: list[tuple[str, Any, str]] = []  # (policy name, rate, where it is set)
     try:
         routes = resilience_settings.ROUTES.all_routes()
@@ -198,12 +204,3 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         Error(problem, hint="See the rate limiting section of README.md.", id="resilience.E013")
         for problem in throttle_problems(views)
     ]
-
-
-@register(Tags.compatibility)
-def check_tenant_resolver(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """``TENANT_RESOLVER`` must import: at request time a broken one only ever means "no tenant"."""
-    if not _settings_load():
-        return []
-    hint = "A dotted path to a function request -> tenant id or None; tenant limits need it."
-    return [Error(message, hint=hint, id=id) for id, message in resilience_settings.problems() if id == "resilience.E014"]

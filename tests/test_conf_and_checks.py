@@ -238,3 +238,11 @@ def test_every_setting_is_validated_or_parsed():
 class BrokenSink(MetricsSink):
     def __init__(self) -> None:
         raise RuntimeError("no connection to the metrics server")
+
+
+def test_a_breaker_declared_at_import_under_malformed_settings_leaves_the_report_to_e001(settings):
+    """A URLconf that declares breakers at import (``@circuit_breaker`` on a view) is imported by
+    the checks themselves: a malformed RESILIENCE must come out as E001, not as a traceback."""
+    settings.RESILIENCE = {"REDIS": 6379}
+    assert breakers.declare("declared-while-broken") == "declared-while-broken"
+    assert [m.id for m in run_checks() if m.id.startswith("resilience.")] == ["resilience.E001"]

@@ -100,7 +100,10 @@ class BreakerRegistry:
         if name not in self._declared:
             self._declared[name] = None
             if apps.ready:
-                self._announce()
+                try:
+                    self._announce()
+                except ConfigurationError:  # RESILIENCE is malformed: resilience.E001 says so; the
+                    pass  # name stays pending and is announced at the next listing or new breaker
         return name
 
     def _announce(self) -> None:
