@@ -14,7 +14,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from resilience.core.breaker_config import BreakerConfig
-from resilience.core.validation import check_number, reject_unknown_keys
+from resilience.core.validation import check_number, import_path, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
 
 # Every setting, its default and what it means; README.md's settings table says the same.
@@ -112,10 +112,7 @@ def _exceptions(value: Any, path: str) -> tuple[type[BaseException], ...]:
         raise ConfigurationError(f"{path} must be a list of exception classes or dotted paths, got {value!r}")
     classes = []
     for item in value:
-        try:
-            cls = import_string(item) if isinstance(item, str) else item
-        except ImportError as exc:
-            raise ConfigurationError(f"{path} names {item!r}, which cannot be imported") from exc
+        cls = import_path(item, path) if isinstance(item, str) else item
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise ConfigurationError(f"{path} must name exception classes, got {item!r}")
         classes.append(cls)

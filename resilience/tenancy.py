@@ -8,10 +8,9 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from django.utils.module_loading import import_string
-
 from resilience.conf import resilience_settings
 from resilience.core.event import Event
+from resilience.core.validation import import_path
 from resilience.exceptions import ConfigurationError
 from resilience.observability.events import emit
 
@@ -23,10 +22,7 @@ _NOT_YET = object()
 def parse_resolver(value: Any, path: str) -> TenantResolver:
     """The parser of ``RESILIENCE["TENANT_RESOLVER"]`` (``conf.PARSERS``): the dotted path imported,
     and callable. Errors name ``path`` (system check ``resilience.E014``)."""
-    try:
-        resolver = import_string(value)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the setting's fault
-        raise ConfigurationError(f"{path} {str(value)[:100]!r} cannot be imported: {type(exc).__name__}") from exc
+    resolver = import_path(value, path)
     if not callable(resolver):
         raise ConfigurationError(f"{path} {value!r} is not callable")
     return resolver  # type: ignore[no-any-return]

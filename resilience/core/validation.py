@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
@@ -34,3 +35,15 @@ def check_number(path: str, value: Any, low: float, high: float, *, integer: boo
 def _shown(bound: float) -> str:
     """A bound as people write it: ``1000000`` and ``0.5``, never ``1e+06``."""
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def import_path(value: Any, path: str) -> Any:
+    """The object the dotted path ``value`` names (``"package.module.name"``); ConfigurationError
+    naming ``path`` and the cause's type when it does not import (a setting's fault, whatever it raises)."""
+    if not isinstance(value, str) or "." not in value.strip("."):
+        raise ConfigurationError(f"{path} must be a dotted path, got {str(value)[:100]!r}")
+    module, _, name = value.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the setting's fault
+        raise ConfigurationError(f"{path} names {value[:100]!r}, which cannot be imported ({type(exc).__name__})") from exc

@@ -6,9 +6,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from django.utils.module_loading import import_string
-
-from resilience.core.validation import reject_unknown_keys
+from resilience.core.validation import import_path, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
 
 
@@ -51,10 +49,7 @@ def parse_metrics(value: Any, path: str) -> tuple[type[MetricsSink], ...]:
         where = f'{path}["SINKS"][{i}]'
         if not isinstance(dotted, str):
             raise ConfigurationError(f"{where} must be a dotted path, got {dotted!r}")
-        try:
-            cls = import_string(dotted)
-        except ImportError as exc:
-            raise ConfigurationError(f"{where} names {dotted!r}, which cannot be imported") from exc
+        cls = import_path(dotted, where)
         if not (isinstance(cls, type) and issubclass(cls, MetricsSink)):
             raise ConfigurationError(f"{where} names {dotted!r}, which is not a MetricsSink subclass")
         classes.append(cls)
