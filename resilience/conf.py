@@ -188,9 +188,11 @@ class ResilienceSettings:
     def __getattr__(self, key: str) -> Any:
         if key not in DEFAULTS:
             raise AttributeError(f"invalid resilience setting {key!r}")
-        if key in PARSERS:
-            return self.parsed(key)
-        return self.values[key]
+        value = self.parsed(key) if key in PARSERS else self.values[key]
+        # Kept as an instance attribute until the next reload (as DRF's api_settings does), so the
+        # hot paths read a setting without a call into this method.
+        setattr(self, key, value)
+        return value
 
     def parsed(self, key: str) -> Any:
         """The value of ``key`` after its parser (``PARSERS``), cached until the settings change."""
@@ -227,6 +229,8 @@ class ResilienceSettings:
         return [name for name in self._breakers if name != "default"]
 
     def reload(self) -> None:
+        for key in DEFAULTS:
+            self.__dict__.pop(key, None)
         self._values = None
         self._breakers = {}
         self._parsed = {}
