@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -13,13 +12,13 @@ from resilience.conf import on_reload, resilience_settings
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig
 from resilience.core.breaker_state import State
+from resilience.core.event import Event
 from resilience.core.ports import BreakerStore
 from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import ConfigurationError, StoreUnavailableError, UnknownBreakerError
 from resilience.observability.events import emit
 from resilience.storage import breaker_store
 
-logger = logging.getLogger("resilience.breaker")
 MAX_NAME = 200
 
 
@@ -138,7 +137,7 @@ class BreakerRegistry:
             try:
                 names.add(validate_name(name))
             except ConfigurationError:  # written by someone else: never let it break a listing
-                logger.warning("ignoring invalid breaker name in the shared store: %s", repr(name)[:80])
+                emit(Event("breaker", "invalid_shared_name", "store", {"value": repr(name)[:80]}))
         return sorted(names)
 
     def get(self, name: str) -> CircuitBreaker:
@@ -172,7 +171,7 @@ class BreakerRegistry:
         try:
             self.store.refresh()
         except Exception as exc:  # noqa: BLE001 - a dashboard shows last known state when Redis is down
-            logger.warning("could not refresh breaker state: %s", type(exc).__name__)
+            emit(Event("breaker", "refresh_failed", "store", {"error": type(exc).__name__}))
         return [self.snapshot(name) for name in names]
 
     def reset_all(self, actor: str | None = None) -> list[str]:

@@ -33,6 +33,10 @@ _LEVELS = {
     "provider_unavailable": logging.WARNING,
     "unavailable": logging.WARNING,
     "dropped": logging.WARNING,  # history records lost from a full queue
+    "write_failed": logging.WARNING,  # history records the database did not take
+    "share_failed": logging.WARNING,  # Entra keys not shared through Redis (each worker fetches its own)
+    "refresh_failed": logging.WARNING,  # a listing shows the last known breaker state
+    "invalid_shared_name": logging.WARNING,  # a name in the shared store that is not a breaker name
     "not_storable": logging.WARNING,  # a fallback's value cannot be kept stale
     "stale_full": logging.WARNING,  # a fallback reached its max_stale_keys
     "host_overflow": logging.WARNING,  # ResilientSession reached max_host_breakers

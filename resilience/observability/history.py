@@ -8,7 +8,6 @@ costs a bounded number of log lines.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -22,7 +21,6 @@ from resilience.core.event import Event
 from resilience.observability.events import emit
 from resilience.signals import event_emitted
 
-logger = logging.getLogger("resilience.history")
 QUEUE_SIZE = 10_000
 BATCH = 500  # rows per INSERT; one connection per batch (one per row made the writer the bottleneck)
 REPORT_EVERY = 60.0  # seconds between two reports of dropped records
@@ -108,7 +106,7 @@ def _writer() -> None:
                 close_old_connections()
                 CircuitEvent.objects.bulk_create([_row(event) for event in events])
         except Exception as exc:  # noqa: BLE001 - history must never break anything
-            logger.warning("could not record %d circuit event(s): %s", len(events), type(exc).__name__)
+            emit(Event("history", "write_failed", "CircuitEvent", {"count": len(events), "error": type(exc).__name__}))
         finally:
             connections.close_all()
             for _ in batch:

@@ -88,8 +88,10 @@ def test_get_of_an_unknown_name_raises_unknown_breaker_and_creates_nothing(quick
     assert "never-used" not in breakers.names()
 
 
-def test_invalid_names_planted_in_redis_do_not_break_listings(shared_breakers, test_redis):
+def test_invalid_names_planted_in_redis_do_not_break_listings(shared_breakers, test_redis, events):
     circuit_breaker("good").call(lambda: None)
     test_redis.sadd(f"{shared_breakers.store._prefix}:breakers", "bad\nname", b"\xff\xfe")
     assert [s.name for s in breakers.all()] == ["good", "\ufffd\ufffd"]  # undecodable bytes shown replaced
     assert "bad\nname" not in breakers.names()
+    planted = {e.fields["value"] for e in events if (e.area, e.kind) == ("breaker", "invalid_shared_name")}
+    assert planted == {"'bad\\nname'"}  # through the one event path, as a bounded repr

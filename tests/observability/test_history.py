@@ -101,3 +101,18 @@ def test_a_full_queue_reports_its_drops_as_events_and_a_metric_in_a_bounded_numb
     assert len(lines) == 2 and lines[1].getMessage().startswith("history dropped name=CircuitEvent count=")
     assert InMemorySink.last is not None  # the metric counts dropped records, not reports
     assert InMemorySink.last.value("resilience.history.dropped", name="CircuitEvent") == produced - written
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_the_database_refuses_is_a_history_write_failed_event(recording, events):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE resilience_circuitevent RENAME TO resilience_circuitevent_away")
+    try:
+        circuit_breaker("hist").force_open()
+        history.flush()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE resilience_circuitevent_away RENAME TO resilience_circuitevent")
+    failed = [e for e in events if (e.area, e.kind) == ("history", "write_failed")]
+    assert [(e.name, e.fields["count"]) for e in failed] == [("CircuitEvent", 1)]
+    assert failed[0].fields["error"] == "ProgrammingError"

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import math
 import secrets
 import threading
@@ -55,7 +54,6 @@ from resilience.retries.policies import retry
 from resilience.storage.redis.scripts import LockReleaseArgs, LockReleaseKeys, lock_release
 from resilience.storage.signing import seal, unseal
 
-logger = logging.getLogger("resilience.integrations.entra.provider")
 BREAKER = "entra"
 SHARED_SCHEMA = "v2"  # v2: sealed, one copy per application; an older version's unsigned copy is never read
 CLOCK_SKEW = 60.0  # seconds a shared copy may be dated ahead of our clock (workers' clocks differ); further: refused
@@ -277,7 +275,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         try:
             self.redis.set(self.shared_key, seal(document, self.shared_purpose), ex=int(self.max_staleness))
         except Exception as exc:  # noqa: BLE001 - sharing is an optimisation
-            logger.warning("could not share identity-provider keys: %s", type(exc).__name__)
+            emit(Event("auth", "share_failed", BREAKER, {"error": type(exc).__name__}))
 
     def _adopt_shared(self, *, newer_only: bool) -> bool:
         document = self._read_shared()
