@@ -13,6 +13,7 @@ import redis
 
 from resilience.core.gcra import MICROS, Limit, RateDecision
 from resilience.storage.redis.fastscript import FastScript
+from resilience.storage.redis.scripts import LoginFailureArgs, LoginFailureKeys
 
 
 class RedisRateLimitStore:
@@ -26,7 +27,11 @@ class RedisRateLimitStore:
         self._penalty = FastScript(client, (folder / "login_failure.lua").read_text())
 
     def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:
-        return int(self._penalty([limit.key, counter_key], [limit.wire[0], limit.burst, window, round(max_wait * MICROS)]))
+        keys = LoginFailureKeys(cooloff=limit.key, failures=counter_key)
+        args = LoginFailureArgs(
+            interval_us=limit.wire[0], threshold=limit.burst, window=window, max_wait_us=round(max_wait * MICROS)
+        )
+        return int(self._penalty(keys.slots(), args.slots()))
 
     def forget(self, *keys: str) -> None:
         self._client.delete(*keys)

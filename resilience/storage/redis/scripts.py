@@ -2,7 +2,8 @@
 
 Each script's keys and arguments are a dataclass each: the field order is the slot order
 (``KEYS[1]``/``ARGV[1]`` first) and the ``.lua`` file's header lists the same names, so no caller
-writes a positional list. (The rate limiter's scripts are packed by ``storage.redis.ratelimit``.)
+writes a positional list. (``ratelimit.lua`` takes one (increment, tolerance) pair per limit, a list
+of any length: ``storage.redis.ratelimit`` packs it, its header documents it.)
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ class StaleSetArgs(Slots):
     digest: str
     ttl_ms: int
     max_keys: int
+
+
+@dataclass(frozen=True)
+class LoginFailureKeys(Slots):
+    """``login_failure.lua``: a (username, address) pair's cool-off TAT and its failure count."""
+
+    cooloff: str
+    failures: str
+
+
+@dataclass(frozen=True)
+class LoginFailureArgs(Slots):
+    """``login_failure.lua``: the policy's emission interval (µs), the failures admitted before the
+    waits double, the seconds the count lives and the longest wait (µs)."""
+
+    interval_us: int
+    threshold: int
+    window: int
+    max_wait_us: int
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ SCRIPTS = [
     ("retry_budget.lua", scripts.RetryBudgetKeys, scripts.RetryBudgetArgs),
     ("stale_set.lua", scripts.StaleSetKeys, scripts.StaleSetArgs),
     ("lock_release.lua", scripts.LockReleaseKeys, scripts.LockReleaseArgs),
+    ("login_failure.lua", scripts.LoginFailureKeys, scripts.LoginFailureArgs),
 ]
 
 

@@ -1,7 +1,9 @@
 -- One failed login for a (username, address) pair: count it, and push the pair's cool-off TAT
 -- forward by interval * 2^(failures beyond the threshold) - so waits double with each failure.
--- KEYS[1] cool-off TAT (checked by ratelimit.lua at cost 0), KEYS[2] failure count (same hash tag)
--- ARGV: 1 interval (us), 2 threshold (failures admitted freely), 3 count window (s), 4 max wait (us)
+-- Slots (storage/redis/scripts.py LoginFailureKeys, LoginFailureArgs):
+-- KEYS: 1 cooloff (the pair's TAT, checked by ratelimit.lua at cost 0), 2 failures (the count, same hash tag)
+-- ARGV: 1 interval_us, 2 threshold (failures admitted freely), 3 window (seconds the count lives),
+--       4 max_wait_us
 -- Times are whole microseconds since the Unix epoch, as in ratelimit.lua.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
