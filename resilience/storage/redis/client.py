@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import redis
+from django.conf import settings as django_settings
 from django.core.cache import caches
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -39,13 +40,16 @@ def connect(setting: str, timeout: float) -> redis.Redis:
         cache = caches[setting]
     except Exception as exc:
         raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {setting!r}, which is not in CACHES') from exc
-    client_of = getattr(getattr(cache, "client", None), "get_client", None)
-    if client_of is None:
+    factory = getattr(getattr(cache, "client", None), "connection_factory", None)
+    if factory is None:
         raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {setting!r}, which is not a django-redis cache')
-    kwargs = dict(client_of(True).connection_pool.connection_kwargs)
-    kwargs.update(options)
-    connection_class = client_of(True).connection_pool.connection_class
-    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=connection_class, **kwargs))
+    # The cache's connection parameters, from its connection factory: never the cache's own Redis
+    # client, whose class may be ResilientClient's, which declares breakers and so needs this store.
+    location = django_settings.CACHES[setting].get("LOCATION")
+    first = (location.split(",") if isinstance(location, str) else list(location or [""]))[0].strip()
+    template = factory.get_connection_pool(factory.make_connection_params(first))  # no connection is opened
+    kwargs = {**template.connection_kwargs, **options}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=template.connection_class, **kwargs))
 
 
 _shared: list[redis.Redis] = []

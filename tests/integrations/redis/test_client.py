@@ -127,3 +127,18 @@ def test_commands_cut_off_by_the_callers_deadline_never_open_the_servers_breaker
     assert breakers.get(client.breaker_name).state == "closed"
     assert breakers.get(client.breaker_name).local_stats().calls == 0
     assert cache.get("anything") is None  # still served
+
+
+def test_the_cache_of_resilient_client_can_also_hold_the_librarys_shared_state(settings, cache, key_prefix):
+    """README's two Redis settings on one alias: RESILIENCE["REDIS"] = "shared", whose CLIENT_CLASS is
+    ResilientClient. Building the library's client must not build the cache's client (which declares
+    breakers, so needs the library's store): that cycle deadlocked the first request."""
+    import threading
+
+    settings.RESILIENCE = {"HISTORY": False, "REDIS": "shared", "KEY_PREFIX": key_prefix}
+    done: list[object] = []
+    first_use = threading.Thread(target=lambda: done.append(breakers.store.healthy and cache.set("k", 1, 30)), daemon=True)
+    first_use.start()
+    first_use.join(10)
+    assert done == [True]  # finished, the shared store answered and the cache wrote
+    assert cache.get("k") == 1
