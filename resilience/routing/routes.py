@@ -197,6 +197,7 @@ class RouteTable:
         self.patterns.sort(key=lambda p: -p[0])
         self._matched: dict[tuple[str | None, str], Route | None] = {}
         self._decorated_seen = 0
+        self._loaded: set[str | None] = set()  # URLconfs this table has made sure are imported
 
     def all_routes(self) -> list[Route]:
         """Every configured route (for checks)."""
@@ -205,10 +206,11 @@ class RouteTable:
     def match(self, path: str, urlconf: str | None = None) -> Route | None:
         """The effective route of ``path`` (``urlconf``: the request's own, if middleware set one)."""
         key = (urlconf, path)
-        try:
-            return self._matched[key]
-        except KeyError:
-            pass
+        if self._decorated_seen == len(_DECORATED):  # else views registered since: answers may be stale
+            try:
+                return self._matched[key]
+            except KeyError:
+                pass
         route = self._match(path, urlconf)
         if len(self._matched) >= RESOLVE_CACHE_SIZE or self._decorated_seen != len(_DECORATED):
             self._matched.clear()  # bounded (clients choose paths); stale once more views registered
@@ -218,7 +220,10 @@ class RouteTable:
 
     def _match(self, path: str, urlconf: str | None) -> Route | None:
         found: list[Route] = []
-        if self.by_name or _DECORATED:  # decorated views register when their URLconf is imported
+        if urlconf not in self._loaded:  # the middleware runs before Django first imports the URLconf,
+            self._loaded.add(urlconf)  # and decorated views register when it is imported
+            _import_urlconf(urlconf)
+        if self.by_name or _DECORATED:
             by_view = self._match_view(path, urlconf)
             if by_view is not None:
                 found.append(by_view)
@@ -239,6 +244,13 @@ class RouteTable:
         if decorated is not None:
             return decorated  # type: ignore[no-any-return]
         return self.by_name.get(match.view_name) or self.by_name.get(match.url_name or "")
+
+
+def _import_urlconf(urlconf: str | None) -> None:
+    try:
+        get_resolver(urlconf).url_patterns  # noqa: B018 - imports the module
+    except Exception:  # noqa: BLE001 - a broken URLconf is Django's to report, at resolve time
+        pass
 
 
 def parse_routes(value: Any, path: str) -> RouteTable:

@@ -123,3 +123,19 @@ def test_a_regex_route_still_matches_what_it_should():
     table = RouteTable([{"path": "*", "timeout": 30}, {"path_regex": r"^/items/\d+/$", "timeout": 9}])
     assert table.match("/items/42/").timeout == 9
     assert table.match("/items/x/").timeout == 30
+
+
+def test_a_decorated_view_is_its_route_from_the_first_request_of_a_fresh_process(monkeypatch):
+    """The middleware matches before Django imports the URLconf: the table imports it itself,
+    and never keeps an answer computed before the decorated views registered."""
+    import sys
+
+    from django.urls import clear_url_caches
+
+    from resilience.routing import routes
+
+    monkeypatch.setattr(routes, "_DECORATED", [])  # as in a fresh process: no URLconf imported yet
+    monkeypatch.delitem(sys.modules, "tests.urls_fresh", raising=False)
+    clear_url_caches()
+    table = routes.RouteTable([{"path": "*", "timeout": 30}])
+    assert [table.match("/fresh/", "tests.urls_fresh").timeout for _ in range(2)] == [0.5, 0.5]
