@@ -158,7 +158,7 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         routes = resilience_settings.ROUTES.all_routes()
     except ConfigurationError:
         routes = []  # resilience.E011 reports it
-    rates += [("route", r.rate, f'RESILIENCE["ROUTES"] {r.label} rate') for r in routes if r.rate is not None]
+    rates += [("route", r.rate, f'RESILIENCE["ROUTES"] {r.label}') for r in routes if r.rate is not None]
     rest = getattr(settings, "REST_FRAMEWORK", {}) or {}
     for scope, rate in (rest.get("DEFAULT_THROTTLE_RATES") or {}).items():
         if rate is not None:

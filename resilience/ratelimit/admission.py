@@ -36,7 +36,7 @@ def route_policy(label: str, rate: Any) -> RatePolicy:
     """The per-client policy of route ``label`` (its ``"rate"``), with ``RATE_LIMITS``'s fail mode."""
     rule = _route_policies.get(label)
     if rule is None:
-        where = f'RESILIENCE["ROUTES"] {label} rate'
+        where = f'RESILIENCE["ROUTES"] {label}'
         rule = _route_policies[label] = policy(f"route:{label}", rate, where, resilience_settings.RATE_LIMITS.fail, space="mw")
     return rule
 

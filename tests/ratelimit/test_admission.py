@@ -93,7 +93,7 @@ def test_async_requests_are_limited_too(limited):
     ({"RATE_LIMITS": {"ipv6_prefix": 200}}, '["ipv6_prefix"] must be a whole number from 32 to 128'),
     ({"RATE_LIMITS": {"per_ip": "1/s"}}, "unknown key(s) 'per_ip'"),
     ({"TRUSTED_PROXIES": ["10.0.0.0/33"]}, 'RESILIENCE["TRUSTED_PROXIES"][0] is not an IP network'),
-    ({"ROUTES": [{"path": "/x/", "rate": "1/fortnight"}]}, 'RESILIENCE["ROUTES"] path:/x/ rate'),
+    ({"ROUTES": [{"path": "/x/", "rate": "1/fortnight"}]}, 'RESILIENCE["ROUTES"] path:/x/ rate must be a rate like'),
 ])  # fmt: skip
 def test_malformed_rate_settings_are_e012(settings, value, message):
     from django.core.checks import run_checks
