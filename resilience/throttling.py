@@ -76,9 +76,12 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
 
     def allow_request(self, request: Any, view: Any) -> bool:
         decision, mine = _decide(self, request, view)
+        if decision.allowed:  # the common case: no per-limit state is needed (DRF asks wait() of refusals only)
+            self._states: list[LimitState] = []
+            return True
         names = {rule.name for rule, _ in mine}
         self._states = [s for s in decision.states if s.limit.policy in names]
-        return decision.allowed or all(s.allowed for s in self._states)
+        return all(s.allowed for s in self._states)
 
     def wait(self) -> float | None:
         refusing: list[LimitState] = [s for s in getattr(self, "_states", []) if not s.allowed]
@@ -138,7 +141,7 @@ def _decide(throttle: ResilienceThrottle, request: Any, view: Any) -> tuple[Rate
     if view is None or not hasattr(view, "get_throttles"):
         mine = throttle.policies(request, view)
         return limiter().hit(mine, prefix), mine
-    cached = getattr(request, _DECISION, None)
+    cached = request.__dict__.get(_DECISION)  # not getattr: DRF's Request would look on its HttpRequest, raising twice
     if cached is None:
         by_class: dict[type, Pairs] = {}
         for each in view.get_throttles():

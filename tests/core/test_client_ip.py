@@ -1,8 +1,10 @@
 """Spoof-proof client addresses: the hostile-input table of issue 4."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from resilience.core.client_ip import client_ip, client_key, parse_networks
+from resilience.core.client_ip import client_ip, client_key, parse_ip, parse_networks
 from resilience.exceptions import ConfigurationError
 
 LB = parse_networks(["10.0.0.0/8", "fd00::/8"])
@@ -60,3 +62,16 @@ def test_ipv6_grouping_is_configurable():
 def test_bad_trusted_proxies_are_a_clear_error(bad):
     with pytest.raises(ConfigurationError, match='RESILIENCE\\["TRUSTED_PROXIES"\\]'):
         parse_networks(bad)
+
+
+@given(st.text(alphabet="0123456789.", max_size=20) | st.ip_addresses(v=4).map(str))
+def test_the_fast_ipv4_parser_accepts_exactly_what_ipaddress_accepts(text):
+    """``parse_ip`` reads plain IPv4 with the C parser first: it must refuse and accept the same
+    strings as ``ipaddress`` (no leading zeros, four decimal octets), and give the same address."""
+    import ipaddress
+
+    try:
+        expected = ipaddress.ip_address(text)
+    except ValueError:
+        expected = None
+    assert parse_ip(text) == expected
