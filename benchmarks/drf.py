@@ -11,10 +11,8 @@ off. Clients cycle over many addresses and tenants, so DRF's history lists stay 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -122,11 +120,6 @@ def variants(url: str) -> dict[str, harness.Variant]:
     }
 
 
-def paired_extra(variant: harness.Variant, base: harness.Variant) -> float:
-    """Median over rounds of ``variant`` − ``base`` in the same round (ns): drift of a shared machine cancels."""
-    return statistics.median(a - b for a, b in zip(variant.samples, base.samples, strict=True))
-
-
 def commands_per_check(variant: harness.Variant, calls: int) -> tuple[float, str]:
     variant.loop(20)
     with harness.SendCounter() as counter:
@@ -136,10 +129,7 @@ def commands_per_check(variant: harness.Variant, calls: int) -> tuple[float, str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
-    parser.add_argument("--quick", action="store_true", help="few short rounds (CI: it still runs)")
-    args = parser.parse_args(argv)
+    args = harness.redis_arguments(__doc__.splitlines()[0], argv)
     client = redis.Redis.from_url(args.redis)
     if not harness.reachable(client, args.redis):
         return 1
@@ -151,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds, target = (3, 0.05) if args.quick else (15, 0.4)
         harness.measure(list(found.values()), rounds, target)
         build = found["build"]
-        extra = {k: paired_extra(v, build) for k, v in found.items() if k != "build"}
+        extra = {k: harness.paired_extra(v, build) for k, v in found.items() if k != "build"}
         trips = {k: commands_per_check(found[k], 500 if args.quick else 2_000) for k in ("ping", "ours", "drf")}
         rows = [
             [v.name, harness.fmt_ns(v.median), harness.fmt_ns(extra[k]) if k in extra else "–",
@@ -169,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {'PASS' if trips['ours'][0] == 1 else 'FAIL'}: ours makes one round trip ({trips['ours'][0]:.2f})")
         print(f"\nTook {time.perf_counter() - started:.1f} s.")
     finally:
-        keys = list(client.scan_iter(f"*{prefix}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i : i + 1000])
+        harness.cleanup(client, prefix)
     return 0
 
 

@@ -178,3 +178,30 @@ class SendCounter:
 
     def __exit__(self, *exc: Any) -> None:
         self._cls.send_packed_command = self._original
+
+
+def paired_extra(variant: Variant, base: Variant) -> float:
+    """Median over rounds of ``variant`` − ``base`` in the same round (ns): drift of a shared machine cancels."""
+    return statistics.median(a - b for a, b in zip(variant.samples, base.samples, strict=True))
+
+
+def redis_arguments(description: str, argv: list[str] | None = None) -> Any:
+    """``--redis URL`` (default ``BENCH_REDIS_URL`` or database 14 of the local server) and ``--quick``."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    parser.add_argument("--quick", action="store_true", help="few short rounds (CI: it still runs)")
+    return parser.parse_args(argv)
+
+
+def cleanup(client: Any, prefix: str) -> int:
+    """Delete every key under ``prefix`` (in batches); the count deleted."""
+    deleted, batch = 0, []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += client.delete(*batch)
+            batch = []
+    return deleted + (client.delete(*batch) if batch else 0)

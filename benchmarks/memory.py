@@ -7,7 +7,6 @@ the middleware and the DRF throttles (``tracemalloc``: nothing per request may s
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
@@ -152,10 +151,7 @@ def requests_survivors(count: int) -> tuple[int, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
-    parser.add_argument("--quick", action="store_true", help="smaller counts (CI: it still runs)")
-    args = parser.parse_args(argv)
+    args = harness.redis_arguments(__doc__.splitlines()[0], argv)
     client = redis.Redis.from_url(args.redis)
     if not harness.reachable(client, args.redis):
         return 1
@@ -183,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         from resilience import breakers
 
         breakers.reload()
-        keys = list(client.scan_iter(f"{prefix}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i : i + 1000])
+        harness.cleanup(client, prefix)
     return 0
 
 

@@ -387,11 +387,6 @@ def paired(variant: harness.Variant, base: harness.Variant) -> float:
     return statistics.median(a / b for a, b in zip(variant.samples, base.samples, strict=True))
 
 
-def paired_extra(variant: harness.Variant, base: harness.Variant) -> float:
-    """Median over rounds of ``variant`` − ``base`` in the same round (ns)."""
-    return statistics.median(a - b for a, b in zip(variant.samples, base.samples, strict=True))
-
-
 # -- part 2: racing workers -----------------------------------------------------------------------
 def _racer(
     decide: Decide, ident: Ident, warm: Ident, attempts: int, go: threading.Event, out: list[tuple[int, float, float]]
@@ -549,16 +544,6 @@ def _us(ns: float) -> str:
     return f"{ns / 1000:.1f}"
 
 
-def cleanup(client: redis.Redis, prefix: str) -> int:
-    deleted, batch = 0, []
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += client.delete(*batch)
-            batch = []
-    return deleted + (client.delete(*batch) if batch else 0)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run for smoke tests (< 15 s)")
@@ -598,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             detail = ", ".join(f"{cmd} {n / t.decisions:.2f}" for cmd, n in t.commands.most_common(3))
             rows.append([label, str(n_limits) if n_limits else "–", _us(v.median),
                          f"{_us(min(v.samples))}–{_us(max(v.samples))}", _ratio(paired(v, ping)),
-                         f"{paired_extra(v, ping) / 1000:+.1f}" if kind != PING else "–",
+                         f"{harness.paired_extra(v, ping) / 1000:+.1f}" if kind != PING else "–",
                          _ratio(paired(v, ours)) if n_limits else "–", f"{t.round_trips:.2f}", detail,
                          f"{t.cpu_us:.1f}", f"{t.server_us:.1f}"])  # fmt: skip
         headers = ["variant", "limits", "µs/decision", "min–max", "× PING", "µs over PING", "× ours (same limits)",
@@ -707,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
 
             breakers.reload()  # closes the Limiter breaker's shared store and its sync thread
         try:
-            deleted = cleanup(admin, prefix)
+            deleted = harness.cleanup(admin, prefix)
             print(f"\n(cleaned up {deleted} Redis key(s) under {prefix}*)")
         except (redis.RedisError, OSError) as exc:
             print(f"\ncould not delete keys {prefix}*: {type(exc).__name__}", file=sys.stderr)
