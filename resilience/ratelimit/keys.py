@@ -8,9 +8,9 @@ decision's script touches a single Redis Cluster slot.
 from __future__ import annotations
 
 import functools
-import hashlib
 
 from resilience.ratelimit.identity import normalise
+from resilience.storage.keys import digest
 
 HASH_TAG = "{rl}"
 KEY_SCHEMA = "rl2"  # values are µs since the Unix epoch; "rl" held seconds since 2023, never to be read as µs
@@ -30,10 +30,9 @@ def _cached_key(prefix: str, policy_name: str, identity: str) -> str:
 
 
 def _key(prefix: str, policy_name: str, identity: str) -> str:
-    digest = hashlib.sha256(normalise(identity).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"{prefix}:{KEY_SCHEMA}:{HASH_TAG}:{_name_hash(policy_name)}:{digest}"
+    return f"{prefix}:{KEY_SCHEMA}:{HASH_TAG}:{_name_hash(policy_name)}:{digest(normalise(identity), 32)}"
 
 
 @functools.lru_cache(maxsize=1024)
 def _name_hash(policy_name: str) -> str:
-    return hashlib.sha256(policy_name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return digest(policy_name, 12)

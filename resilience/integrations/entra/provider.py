@@ -30,7 +30,6 @@ When nothing usable is left, ``EntraUnavailable`` is raised: callers answer 503,
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import secrets
@@ -51,6 +50,7 @@ from resilience.core.validation import is_number
 from resilience.exceptions import CircuitOpenError, DeadlineExceeded, EntraUnavailable
 from resilience.observability.events import emit
 from resilience.retries.policies import retry
+from resilience.storage.keys import digest
 from resilience.storage.redis.scripts import LockReleaseArgs, LockReleaseKeys, lock_release
 from resilience.storage.signing import seal, unseal
 
@@ -87,7 +87,7 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
         """Whose keys these are: the fetch sends ``appid=CLIENT_ID`` and an application may have signing
         keys of its own, so two applications in one tenant never share (or overwrite) one copy."""
         who = json.dumps([adfs_settings.SERVER, adfs_settings.TENANT_ID, adfs_settings.CLIENT_ID])
-        return hashlib.sha256(who.encode()).hexdigest()[:16]
+        return digest(who, 16)
 
     @property
     def shared_key(self) -> str:

@@ -8,17 +8,18 @@ refused while keys already held are still refreshed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
+from resilience.storage.keys import digest
+
 
 def key_digest(key: str) -> str:
     """The hex SHA-256 of a stale key: what both stores index values by."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest(key)
 
 
 class MemoryStaleStore:

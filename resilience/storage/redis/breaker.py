@@ -9,7 +9,6 @@ The outage and its end are one ``storage store_unavailable``/``store_recovered``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -28,6 +27,7 @@ from resilience.core.ports import BreakerStore, Change
 from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import StoreUnavailableError
 from resilience.observability import events
+from resilience.storage.keys import digest
 from resilience.storage.memory.breaker import MemoryBreakerStore
 from resilience.storage.redis.health import REDIS_ERRORS, StoreHealth
 from resilience.storage.redis.scripts import BreakerArgs, BreakerKeys, NamesAddArgs, NamesAddKeys, breaker_scripts, names_add
@@ -39,7 +39,7 @@ _STATES = {s.value: s for s in State}
 
 
 def _hash_tag(name: str) -> str:
-    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return digest(name, 20)
 
 
 class _OffsetClock:

@@ -8,7 +8,6 @@ one ``store_recovered`` its end.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 import redis
@@ -16,6 +15,7 @@ import redis
 from resilience.core.budget import LocalRetryBudget
 from resilience.core.event import EventSink
 from resilience.observability import events
+from resilience.storage.keys import digest
 from resilience.storage.redis.health import REDIS_ERRORS, StoreHealth
 from resilience.storage.redis.scripts import RetryBudgetArgs, RetryBudgetKeys, retry_budget
 
@@ -34,7 +34,7 @@ class RedisRetryBudget:
         window: int,
         emit: EventSink = events.emit,
     ) -> None:
-        tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        tag = digest(name, 20)
         self.keys = RetryBudgetKeys(budget=f"{prefix}:retry-budget:{{{tag}}}")
         self.ratio, self.floor, self.window = ratio, floor_per_second * window, window
         self._script = retry_budget(client)
