@@ -85,6 +85,8 @@ class RedisBreakerStore(BreakerStore):
         self._scripts = breaker_scripts(client)
         self._names_add = names_add(client)
         self._registered: set[str] = set()
+        self._adopted: dict[str, tuple[int, int]] = {}  # name -> (Redis µs, gen) of the newest read adopted
+        self._adopt_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process = f"{socket.gethostname()}:{os.getpid()}"
@@ -110,6 +112,8 @@ class RedisBreakerStore(BreakerStore):
 
     def _failed(self, exc: BaseException) -> None:
         self._health.failed(exc, fallback="local")
+        with self._adopt_lock:  # the server that answers next may be another, on another clock
+            self._adopted.clear()
 
     # -- contract -------------------------------------------------------------------------
     def view(self, name: str) -> StateView:
@@ -157,6 +161,16 @@ class RedisBreakerStore(BreakerStore):
         self._health.succeeded()
         return reply  # type: ignore[no-any-return]
 
+    def _seed(self, name: str, view: StateView, read_at: int) -> None:
+        """Adopt what Redis read at ``read_at`` (its clock, µs) unless a later read was adopted already:
+        the sync thread's poll, read before a trip and answered after it, must not put the old
+        generation back. Redis runs one command at a time, so its clock orders the reads."""
+        with self._adopt_lock:
+            if (read_at, view.gen) < self._adopted.get(name, (-1, -1)):
+                return
+            self._adopted[name] = (read_at, view.gen)
+            self._local.seed(name, view)
+
     def _adopt(self, name: str, reply: list[Any]) -> tuple[State | None, StateView]:
         changed = _text(reply[0])
         view = StateView(
@@ -164,7 +178,7 @@ class RedisBreakerStore(BreakerStore):
             int(reply[2]), float(reply[3]), float(reply[4]), int(reply[5]),
         )  # fmt: skip
         self._clock.offset = float(reply[6]) - time.time()
-        self._local.seed(name, view)
+        self._seed(name, view, int(reply[10]))
         return (_STATES[changed] if changed else None), view
 
     def acquire(self, name: str, config: BreakerConfig, permit_id: str, permit_ttl: float) -> Decision:
@@ -246,8 +260,9 @@ class RedisBreakerStore(BreakerStore):
         for name in ordered:
             pipe.hmget(self._keys(name).state, "state", "gen", "open_until", "since", "trips")
         results = pipe.execute()
-        seconds, micros = results[0]
+        seconds, micros = results[0]  # read just before the rows: a trip after it can only be newer
         self._clock.offset = seconds + micros / 1e6 - time.time()
+        read_at = seconds * 1_000_000 + micros
         lost = []
         for name, row in zip(ordered, results[1:], strict=True):
             state, gen, open_until, since, trips = (_text(v) if v is not None else None for v in row)
@@ -258,7 +273,7 @@ class RedisBreakerStore(BreakerStore):
                 _STATES.get(state or "closed", State.CLOSED),
                 int(gen), float(open_until or 0), float(since or 0), int(trips or 0),
             )  # fmt: skip
-            self._local.seed(name, view)
+            self._seed(name, view, read_at)
         if lost:
             self._start_afresh(lost)
 

@@ -209,3 +209,17 @@ def test_view_is_the_stores_method_reading_the_local_copy(store):
     store.register("viewed")
     store.manual("viewed", "force_open")
     assert store.view("viewed").state.value == "forced_open"
+
+
+def test_a_poll_answered_after_a_trip_does_not_put_the_old_generation_back(store):
+    """The sync thread's read was sent before this process's trip and answered after it: the local
+    copy keeps the trip (before, it went back to the closed generation until the next poll)."""
+    store.register("raced")
+    before = store.view("raced")
+    seconds, micros = store._client.time()  # the poll reads first ...
+    store.trip("raced", CONFIG, before.gen)  # ... the trip runs and is adopted ...
+    store._seed("raced", before, seconds * 1_000_000 + micros)  # ... then the poll's (older) answer arrives
+    assert store.view("raced").state is State.OPEN
+    assert store.view("raced").gen > before.gen
+    store.refresh({"raced"})  # a poll sent after the trip is adopted as before
+    assert store.view("raced").state is State.OPEN

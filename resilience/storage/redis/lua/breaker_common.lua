@@ -69,5 +69,5 @@ end
 
 local function reply(st, changed, now, allowed, probe, retry_after)
   return {changed, st.state, int(st.gen), tostring(st.open_until), tostring(st.since),
-          tostring(st.trips), tostring(now), allowed, probe, retry_after}
+          tostring(st.trips), tostring(now), allowed, probe, retry_after, int(NOW_US)}
 end
