@@ -185,14 +185,17 @@ def paired_extra(variant: Variant, base: Variant) -> float:
     return statistics.median(a - b for a, b in zip(variant.samples, base.samples, strict=True))
 
 
-def redis_arguments(description: str, argv: list[str] | None = None) -> Any:
-    """``--redis URL`` (default ``BENCH_REDIS_URL`` or database 14 of the local server) and ``--quick``."""
+def redis_arguments(description: str, argv: list[str] | None = None, flags: dict[str, str] | None = None) -> Any:
+    """``--redis URL`` (default ``BENCH_REDIS_URL`` or database 14 of the local server), ``--quick``,
+    and a script's own on/off ``flags`` (``{"--check": "its help"}``)."""
     import argparse
     import os
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     parser.add_argument("--quick", action="store_true", help="few short rounds (CI: it still runs)")
+    for flag, help_text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=help_text)
     return parser.parse_args(argv)
 
 
