@@ -32,6 +32,7 @@ from typing import Any
 
 from resilience.core.deadline import remaining
 from resilience.exceptions import DeadlineExceeded
+from resilience.integrations.postgres.timeouts import session_timeout_unknown
 
 RESTART_INTERVAL = 1.0  # seconds: a pool is replaced at most this often
 CLOSE_WAIT = 0.1  # seconds for the old pool's threads to stop; one busy connecting is left to finish
@@ -109,4 +110,6 @@ def getconn(db: Any, conn_params: dict[str, Any]) -> Any:
             raise DeadlineExceeded("no connection from the pool before the deadline") from exc
         raise
     handed_out(pool)
+    if "reset" in (db.settings_dict.get("OPTIONS", {}).get("pool") or {}):  # it may have RESET our timeout
+        session_timeout_unknown(connection)
     return connection

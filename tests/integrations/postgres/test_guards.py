@@ -86,6 +86,54 @@ def test_the_deadline_timeout_does_not_leak_into_later_statements():
         c.execute("SELECT pg_sleep(0.1)")  # would fail with a leaked 5 s? no - but a leaked small one would
 
 
+class _Sent:
+    """What the client sent Postgres (libpq's own protocol trace of the connection)."""
+
+    def __init__(self, db):
+        import tempfile
+
+        self.raw, self.file = db.connection, tempfile.TemporaryFile()
+
+    def __enter__(self):
+        self.raw.pgconn.trace(self.file.fileno())
+        return self
+
+    def __exit__(self, *exc):
+        self.raw.pgconn.untrace()
+
+    def statements(self, text):
+        self.file.seek(0)
+        sent = [line for line in self.file.read().decode().splitlines() if "\tF\t" in line]
+        return [line for line in sent if ("\tQuery\t" in line or "\tParse\t" in line) and text in line]
+
+
+def _shown_timeout_ms(c):
+    c.execute("SHOW statement_timeout")
+    shown = c.fetchone()[0]
+    return int(shown[:-2]) if shown.endswith("ms") else int(float(shown[:-1]) * 1000)
+
+
+def test_statements_under_the_same_route_deadline_reuse_the_session_timeout_without_a_round_trip():
+    connection.ensure_connection()
+    with _Sent(connection) as sent:
+        for _ in range(5):  # five requests, each under a 2 s deadline, one query each
+            with deadline(2.0), connection.cursor() as c:
+                c.execute("SELECT 1")
+    assert len(sent.statements("set_config")) == 1
+    assert len(sent.statements("SELECT 1")) == 5
+
+
+def test_the_session_timeout_is_the_time_left_rounded_down_never_above_it():
+    with deadline(2.0), connection.cursor() as c:
+        assert 1900 <= _shown_timeout_ms(c) <= 2000  # within 5 % (at most 100 ms) below
+    with deadline(0.5), connection.cursor() as c:  # less time left than the timeout in force: set again
+        assert 475 <= _shown_timeout_ms(c) <= 500
+    with deadline(0.02), connection.cursor() as c:
+        assert 19 <= _shown_timeout_ms(c) <= 20
+    with connection.cursor() as c:
+        assert c.execute("SHOW statement_timeout") and c.fetchone()[0] == "0"  # no deadline: none of ours
+
+
 def test_no_statement_is_sent_once_the_deadline_has_passed(table):
     with deadline(0.0), pytest.raises(DeadlineExceeded), connection.cursor() as c:
         c.execute("INSERT INTO ledger (account, amount) VALUES (1, 1)")
@@ -265,3 +313,22 @@ def test_the_postgres_policys_attempt_timeout_bounds_statements_without_a_deadli
     with pytest.raises(DatabaseError), connection.cursor() as c:
         c.execute("SELECT pg_sleep(3)")  # cancelled by statement_timeout: a plain error, no deadline passed
     assert time.monotonic() - started < 0.8
+
+
+def _reset_all(conn):
+    conn.execute("RESET ALL")
+
+
+def test_a_pool_that_resets_its_connections_gets_the_deadlines_timeout_set_again():
+    """The pool's ``reset`` callback clears the session behind our back: the timeout kept on the
+    connection is no longer known to be in force, so the next statement under a deadline sets it."""
+    needs_django_pool()
+    db = extra_alias("resetting", OPTIONS={"pool": {"min_size": 1, "max_size": 1, "timeout": 2, "reset": _reset_all}})
+    try:
+        for _ in range(2):  # the second checkout is the same connection, reset by the pool
+            with deadline(2.0), db.cursor() as c:
+                assert 1900 <= _shown_timeout_ms(c) <= 2000
+            db.close()  # back to the pool, which runs RESET ALL
+    finally:
+        db.close_pool()
+        del connections["resetting"]
