@@ -77,3 +77,20 @@ def test_session_keeps_the_callers_default_config_options(aws):
 def test_protect_rejects_what_is_neither_a_session_nor_a_client():
     with pytest.raises(ConfigurationError, match="takes a boto3 or botocore Session or a client"):
         protect(object())
+
+
+def test_protect_without_boto3_names_the_aws_extra():
+    from tests.integrations.test_extras import run_without
+
+    result = run_without("boto3", "from resilience.integrations.aws import protect")
+    assert result.returncode != 0
+    assert "resilience.exceptions.MissingDependency" in result.stderr
+    assert "pip install 'django-resilience[aws]'" in result.stderr
+
+
+def test_importing_the_aws_package_imports_neither_boto3_nor_botocore():
+    from tests.integrations.test_extras import run_without
+
+    code = "import sys, resilience.integrations.aws, resilience.integrations.aws.settings\nprint('botocore' in sys.modules)"
+    result = run_without("boto3", code)
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr[-2000:]
