@@ -21,6 +21,8 @@ import threading
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from resilience.conf import resilience_settings
 from resilience.core.backoff import Backoff
 from resilience.core.deadline import remaining
@@ -105,8 +107,6 @@ class RetryLayer:
             if status < 300:
                 return None
             code = (parsed.get("Error") or {}).get("Code")
-            from botocore.exceptions import ClientError
-
             exc = ClientError(parsed, operation.name)
             exc.retry_after = retry_after(http_response)  # type: ignore[attr-defined] # read by Retrying
         kind = retry_kind(code, status, caught_exception, operation)

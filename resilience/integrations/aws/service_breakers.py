@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from resilience.breakers.decorator import BreakerHandle, circuit_breaker
 from resilience.integrations.aws.classifiers import service_fault
 
@@ -59,7 +61,5 @@ class ServiceBreakers:
         if status is not None and status >= 300:
             code = (parsed.get("Error") or {}).get("Code")
             if service_fault(code, status):
-                from botocore.exceptions import ClientError
-
-                failure = ClientError(parsed, model.name)  # type: ignore[arg-type]
+                failure = ClientError(parsed, model.name)
         self.settle(context, failure)

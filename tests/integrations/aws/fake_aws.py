@@ -8,6 +8,7 @@ empty ``ListAllMyBucketsResult``), which botocore parses as it parses S3's.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ class Answer:
     status: int
     code: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (longer than the client waits: an endpoint that hangs)
 
     def body(self) -> bytes:
         if self.status < 300:
@@ -36,14 +38,18 @@ class _Handler(BaseHTTPRequestHandler):
         with server.lock:
             server.requests += 1
             answer = server.script[min(server.requests - 1, len(server.script) - 1)]
+        time.sleep(answer.delay)
         body = answer.body()
-        self.send_response(answer.status)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up first
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer  # noqa: N815
 

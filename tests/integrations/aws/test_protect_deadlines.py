@@ -3,9 +3,11 @@
 import time
 
 import pytest
+from botocore.config import Config
 
 from resilience import DeadlineExceeded, breakers, deadline
 from tests.integrations.aws.conftest import client
+from tests.integrations.aws.fake_aws import Answer
 
 
 def test_a_half_second_deadline_against_a_blackholed_endpoint_raises_deadline_exceeded_in_under_0_7_s(moto_url, outage):
@@ -38,3 +40,12 @@ def test_no_call_starts_after_the_deadline(aws):
     with deadline(0.0), pytest.raises(DeadlineExceeded):
         s3.list_buckets()
     assert aws.requests == 0
+
+
+def test_a_retry_gets_only_the_time_the_call_has_left(aws):
+    aws.play(Answer(503, "ServiceUnavailable"), Answer(200, delay=3.0))  # then an answer that comes too late
+    started = time.monotonic()
+    with deadline(0.5), pytest.raises(DeadlineExceeded):
+        client(aws.url, config=Config(read_timeout=30)).list_buckets()
+    assert time.monotonic() - started < 0.7  # the second attempt's read timeout was the 0.5 s left, not 30 s
+    assert aws.requests == 2
