@@ -5,6 +5,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from django.conf import settings as django_settings
 
 from resilience import CircuitOpenError, breakers
+from resilience.breakers.registry import BreakerRegistry
 from tests.integrations.aws.conftest import client
 from tests.integrations.aws.fake_aws import Answer
 
@@ -43,6 +44,11 @@ def test_503s_open_the_breaker_and_then_nothing_is_sent(shared, aws):
         s3.list_buckets()
     assert err.value.name == "aws:s3:us-east-1"
     assert aws.requests == 9  # rejected in before-call: no request was sent
+    other = BreakerRegistry()  # another worker's registry, on the same Redis
+    try:
+        assert other.get("aws:s3:us-east-1").state == "open"
+    finally:
+        other.reload()
 
 
 def test_breakers_are_per_service_and_region(aws):
