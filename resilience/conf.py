@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.integrations.postgres.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
     "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds): integrations.entra.settings
+    "AWS": {},  # throttling_base (seconds): integrations.aws.settings
     "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
     "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
     "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for
@@ -130,6 +131,7 @@ PARSERS: dict[str, str] = {
     "RETRY": "resilience.retries.policies.parse_retry",
     "ROUTES": "resilience.routing.routes.parse_routes",
     "ENTRA": "resilience.integrations.entra.settings.parse_entra",
+    "AWS": "resilience.integrations.aws.settings.parse_aws",
     "METRICS": "resilience.observability.metrics.parse_metrics",
 }
 # The check id that reports a key's problem (default resilience.E001).

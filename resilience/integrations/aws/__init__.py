@@ -1,6 +1,10 @@
-"""AWS (boto3/botocore): ``botocore_config()`` for clients, so the ``aws`` retry policy is the only retry layer."""
+"""AWS (boto3/botocore): ``protect(session_or_client)`` and ``session()`` put every call through a
+breaker per service and region, the ``aws`` retry policy and the deadline; ``botocore_config()``
+switches botocore's own retries off for clients used with ``retry("aws")`` by hand."""
 
 from resilience.integrations import lazy_exports
 
-__all__ = ["NO_RETRIES", "botocore_config"]
-__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "config"))
+__all__ = ["NO_RETRIES", "botocore_config", "protect", "session"]
+__getattr__ = lazy_exports(
+    __name__, {"NO_RETRIES": "config", "botocore_config": "config", "protect": "protection", "session": "protection"}
+)

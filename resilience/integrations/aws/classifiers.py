@@ -1,33 +1,94 @@
-"""What is safe to retry against AWS: botocore throttling and 5xx codes, connection errors before sending.
+"""What is safe to retry against AWS, and what is AWS's fault: botocore's standard-mode conditions.
 
-botocore is imported when the classifier first runs, never when this module is imported.
+The one list of codes of the AWS integration. "Retryable" means what botocore's standard retry
+mode means (``botocore/retries/standard.py``): the 14 throttling codes, the transient codes,
+HTTP 500/502/503/504, connection and HTTP-client errors (botocore's ``ConnectionError`` and
+``HTTPClientError``), errors the service model marks ``retryable``, and STS's
+``IDPCommunicationError`` (``botocore/retries/special.py``). Throttling is told apart because it
+backs off longer. For a circuit breaker, throttling, 5xx and connection errors are the service's
+fault; every other 4xx (``AccessDenied``, ``NoSuchKey``, ``ConditionalCheckFailedException``) is
+the caller's.
+
+botocore is imported when a classifier first runs, never when this module is imported.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from resilience.integrations.extras import optional
 
-AWS_RETRYABLE_CODES = frozenset(
+THROTTLING = "throttling"
+TRANSIENT = "transient"
+THROTTLING_CODES = frozenset(
     {
         "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
         "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
         "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
-        "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException", "InternalError", "ServiceUnavailable",
-        "InternalServerError", "InternalFailure", "RequestTimeout", "RequestTimeoutException",
+        "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
     }
 )  # fmt: skip
+TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+SERVICE_TRANSIENT_CODES = frozenset({("sts", "IDPCommunicationError")})
+AWS_RETRYABLE_CODES = THROTTLING_CODES | TRANSIENT_CODES
+
+
+def _connection_error(exc: BaseException | None) -> bool:
+    """botocore's transient exceptions: no (complete) answer came back from the endpoint."""
+    if exc is None or optional("botocore") is None:  # not installed: the error cannot be one of its
+        return False
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    return isinstance(exc, (ConnectionError, HTTPClientError))
+
+
+def _modelled(code: str, operation_model: Any) -> str | None:
+    """The ``retryable`` trait of the operation's error shape named ``code``, if it has one."""
+    for shape in getattr(operation_model, "error_shapes", None) or ():
+        trait = shape.metadata.get("retryable")
+        if trait is not None and code == (shape.metadata.get("error", {}).get("code") or shape.name):
+            return THROTTLING if trait.get("throttling") else TRANSIENT
+    return None
+
+
+def retry_kind(
+    code: str | None,
+    status: int | None,
+    exc: BaseException | None = None,
+    operation_model: Any = None,
+) -> str | None:
+    """``"throttling"``, ``"transient"`` or None (not retryable) for one failed attempt: its error
+    code and HTTP status, or the exception raised instead of a response."""
+    if code in THROTTLING_CODES:
+        return THROTTLING
+    if code is not None and operation_model is not None:
+        modelled = _modelled(code, operation_model)
+        if modelled is not None:
+            return modelled
+        service = getattr(getattr(operation_model, "service_model", None), "service_name", None)
+        if (service, code) in SERVICE_TRANSIENT_CODES:
+            return TRANSIENT
+    if code in TRANSIENT_CODES or status in TRANSIENT_STATUS or _connection_error(exc):
+        return TRANSIENT
+    return None
+
+
+def service_fault(code: str | None, status: int | None, exc: BaseException | None = None) -> bool:
+    """Whether a failed call counts against the service's breaker: 5xx, throttling and connection
+    errors do; any other 4xx is the caller's doing (a missing key, a denied action)."""
+    return (status is not None and status >= 500) or code in THROTTLING_CODES or _connection_error(exc)
+
+
+def client_error_details(exc: BaseException) -> tuple[str | None, int | None]:
+    """``(error code, HTTP status)`` of a botocore ``ClientError`` (or anything with its ``response``)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None, None
+    return response.get("Error", {}).get("Code"), response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def aws_transient(exc: BaseException) -> bool:
-    """botocore throttling and 5xx error codes, and connection errors before the request was sent."""
-    if optional("botocore") is None:  # not installed: the error cannot be one of its
-        return False
-    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
-
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-        return True
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return error.get("Code") in AWS_RETRYABLE_CODES or status in (500, 502, 503, 504)
-    return False
+    """The ``aws`` policy's classifier: botocore's standard-mode retryable errors (see the module)."""
+    code, status = client_error_details(exc)
+    return retry_kind(code, status, exc) is not None

@@ -20,3 +20,11 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 def botocore_config(config: Config | None = None) -> Config:
     """``config`` (or a new one) with botocore's own retries switched off."""
     return config.merge(NO_RETRIES) if config is not None else NO_RETRIES
+
+
+def retries_off(config: Config | None) -> bool:
+    """Whether botocore makes exactly one attempt per call with ``config`` (a client's resolved
+    ``meta.config``: botocore folds ``max_attempts``, env vars and config files into
+    ``retries["total_max_attempts"]``)."""
+    retries = getattr(config, "retries", None) or {}
+    return retries.get("total_max_attempts") == 1
