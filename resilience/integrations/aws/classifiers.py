@@ -43,6 +43,34 @@ def _connection_error(exc: BaseException | None) -> bool:
     return isinstance(exc, (ConnectionError, HTTPClientError))
 
 
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "BatchGet", "Query", "Scan")  # AWS's names for reads
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def _maybe_applied(exc: BaseException | None) -> bool:
+    """The request may have reached the service (a read timeout, a connection closed mid-answer),
+    unlike botocore's ``ConnectionError`` family (no connection, connect timeout, TLS, proxy)."""
+    if exc is None or optional("botocore") is None:
+        return False
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    return isinstance(exc, HTTPClientError) and not isinstance(exc, ConnectionError)
+
+
+def idempotent(operation_model: Any) -> bool:
+    """Safe to send twice: an idempotent HTTP method (REST protocols), an input member botocore fills
+    with an idempotency token, or a read by AWS's naming (``Get…``, ``List…``, ``Describe…``, ``Query``)."""
+    if operation_model is None:
+        return False
+    if (getattr(operation_model, "http", None) or {}).get("method", "").upper() in IDEMPOTENT_METHODS:
+        return True
+    if getattr(operation_model, "name", "").startswith(READ_PREFIXES):
+        return True
+    shape = getattr(operation_model, "input_shape", None)
+    members = getattr(shape, "members", None) or {}
+    return any(member.metadata.get("idempotencyToken") for member in members.values())
+
+
 def _modelled(code: str, operation_model: Any) -> str | None:
     """The ``retryable`` trait of the operation's error shape named ``code``, if it has one."""
     for shape in getattr(operation_model, "error_shapes", None) or ():
@@ -59,7 +87,11 @@ def retry_kind(
     operation_model: Any = None,
 ) -> str | None:
     """``"throttling"``, ``"transient"`` or None (not retryable) for one failed attempt: its error
-    code and HTTP status, or the exception raised instead of a response."""
+    code and HTTP status, or the exception raised instead of a response. Unlike botocore, an error
+    after which the request may have been applied (a read timeout) is retried only for an
+    ``idempotent`` operation: never a second ``SendMessage`` or ``Publish``."""
+    if _maybe_applied(exc) and not idempotent(operation_model):
+        return None
     if code in THROTTLING_CODES:
         return THROTTLING
     if code is not None and operation_model is not None:

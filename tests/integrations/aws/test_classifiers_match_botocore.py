@@ -33,14 +33,28 @@ def test_retry_kind_of_a_response(code, status, kind):
     assert retry_kind(code, status) == kind
 
 
-@pytest.mark.parametrize("exc", [
-    EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
-    ConnectionClosedError(endpoint_url="http://127.0.0.1:1"),
-])  # fmt: skip
-def test_connection_errors_are_transient_and_the_services_fault(exc):
+def _operation(service, name):
+    return botocore.session.get_session().get_service_model(service).operation_model(name)
+
+
+def test_errors_before_the_request_was_sent_are_transient_and_the_services_fault():
+    exc = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
     assert retry_kind(None, None, exc) == TRANSIENT
+    assert retry_kind(None, None, exc, _operation("sqs", "SendMessage")) == TRANSIENT
     assert aws_transient(exc)
     assert service_fault(None, None, exc)
+
+
+@pytest.mark.parametrize("exc", [
+    ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), ConnectionClosedError(endpoint_url="http://127.0.0.1:1"),
+])  # fmt: skip
+def test_an_error_after_which_the_request_may_have_been_applied_is_retried_only_for_idempotent_operations(exc):
+    assert service_fault(None, None, exc)
+    for service, name in [("s3", "GetObject"), ("s3", "PutObject"), ("dynamodb", "GetItem"), ("ec2", "RunInstances")]:
+        assert retry_kind(None, None, exc, _operation(service, name)) == TRANSIENT, name  # GET/PUT, a read, a ClientToken
+    for service, name in [("sqs", "SendMessage"), ("sns", "Publish"), ("dynamodb", "UpdateItem")]:
+        assert retry_kind(None, None, exc, _operation(service, name)) is None, name
+    assert retry_kind(None, None, exc) is None and not aws_transient(exc)  # no operation known: not retried
 
 
 def test_an_error_the_model_marks_retryable_is_retried():
