@@ -89,6 +89,7 @@ def transaction_ended(db: Any, *, savepoint_rollback: bool = False) -> None:
 
 
 WATCHDOG_GRACE = 0.25  # the server's cancellation gets this long to arrive after the deadline
+COMPACT_AT = 4096  # entries (most of them disarmed) the watchdog's heap holds before it is compacted
 
 
 class _Watchdog:
@@ -104,6 +105,7 @@ class _Watchdog:
         self._heap: list[list[Any]] = []
         self._thread: threading.Thread | None = None
         self._seq = itertools.count()
+        self._wakes_at = 0.0  # when the thread wakes by itself: an entry due later needs no notify
 
     def arm(self, fd: int, seconds: float) -> list[Any]:
         entry = [time.monotonic() + seconds, next(self._seq), fd, False, True]  # at, seq, fd, fired, armed
@@ -112,8 +114,8 @@ class _Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, daemon=True, name="resilience-pg-watchdog")
                 self._thread.start()
-            elif self._heap[0] is entry:
-                self._cond.notify()
+            elif entry[0] < self._wakes_at or len(self._heap) > COMPACT_AT:  # due before the thread looks
+                self._cond.notify()  # again (statements arm in order: one wake per deadline, not per statement)
         return entry
 
     def disarm(self, entry: list[Any]) -> bool:
@@ -125,15 +127,20 @@ class _Watchdog:
     def _run(self) -> None:
         with self._cond:
             while True:
+                if len(self._heap) > COMPACT_AT:  # disarmed entries behind a long one: drop them all
+                    self._heap = [e for e in self._heap if e[4]]
+                    heapq.heapify(self._heap)
                 while self._heap and not self._heap[0][4]:
                     heapq.heappop(self._heap)
                 if not self._heap:
+                    self._wakes_at = time.monotonic() + 60
                     if not self._cond.wait(60):
                         self._thread = None
                         return
                     continue
                 wait = self._heap[0][0] - time.monotonic()
                 if wait > 0:
+                    self._wakes_at = self._heap[0][0]
                     self._cond.wait(wait)
                     continue
                 entry = heapq.heappop(self._heap)

@@ -12,6 +12,7 @@ from resilience.integrations.postgres.guards import breaker_for
 from tests.conftest import free_port, needs_django_pool
 from tests.faults.proxy import FaultProxy
 from tests.pg import fast_retries, scratch_table
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -332,3 +333,15 @@ def test_a_pool_that_resets_its_connections_gets_the_deadlines_timeout_set_again
     finally:
         db.close_pool()
         del connections["resetting"]
+
+
+def test_the_watchdog_keeps_no_more_than_its_bound_of_disarmed_entries_behind_a_long_statement():
+    from resilience.integrations.postgres.timeouts import COMPACT_AT, watchdog
+
+    long_one = watchdog.arm(-1, 3600.0)  # a statement under an hour-long deadline, still running
+    try:
+        for _ in range(3 * COMPACT_AT):  # short statements, each done at once
+            watchdog.disarm(watchdog.arm(-1, 3600.0))
+        assert wait_for(lambda: len(watchdog._heap) <= COMPACT_AT + 1, timeout=2.0)
+    finally:
+        watchdog.disarm(long_one)
