@@ -1,0 +1,264 @@
+"""Region failover: moto in server mode stands for two regions (it keeps each region's data apart by
+the request's signature), a FaultProxy in front of it is a region outage, ScriptedAWS a region that
+answers 5xx and counts every request it gets."""
+
+import time
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+
+from resilience import CircuitOpenError, DeadlineExceeded, breakers, deadline
+from resilience.exceptions import ConfigurationError
+from resilience.integrations.aws.failover import failover_client
+from tests.integrations.aws.conftest import CREDENTIALS, plain_session
+from tests.integrations.aws.fake_aws import Answer, ScriptedAWS
+from tests.waiting import wait_for
+
+EAST, WEST = "us-east-1", "eu-west-1"
+UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)
+
+
+def replicated_secret(moto_url, east="east-value", west="west-value"):
+    """The same secret name in both regions, as a Secrets Manager replica would be."""
+    name = f"db-password-{uuid.uuid4().hex[:8]}"
+    for region, value in ((EAST, east), (WEST, west)):
+        direct = boto3.client("secretsmanager", region_name=region, endpoint_url=moto_url, **CREDENTIALS)
+        direct.create_secret(Name=name, SecretString=value)
+    return name
+
+
+def secrets(east_url, west_url, **kwargs):
+    kwargs.setdefault("operations", {"get_secret_value"})
+    return failover_client(
+        "secretsmanager", regions=[EAST, WEST], session=plain_session(), endpoint_urls={EAST: east_url, WEST: west_url}, **kwargs
+    )
+
+
+def of(events, kind):
+    return [e for e in events if e.area == "aws" and e.kind == kind]
+
+
+@pytest.fixture
+def quick_breakers(settings):
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "BREAKERS": {
+            "default": {"minimum_calls": 3, "failure_rate": 50, "window_type": "count", "window": 10},
+            f"aws:secretsmanager:{EAST}": {"open_for": 0.2, "half_open_calls": 1, "minimum_calls": 3, "window_type": "count"},
+        },
+    }
+
+
+@pytest.mark.parametrize("fault", ["refuse", "blackhole"])
+def test_a_read_fails_over_to_the_next_region_when_the_primary_is_unreachable(moto_url, outage, events, fault):
+    name = replicated_secret(moto_url)
+    client = secrets(outage.url("http", ""), moto_url, config=Config(connect_timeout=0.5, read_timeout=0.2))
+    getattr(outage, fault)()
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    [moved] = of(events, "failover")
+    assert moved.name == "secretsmanager"
+    reason = moved.fields["reason"]
+    assert moved.fields == {"operation": "get_secret_value", "from_region": EAST, "to_region": WEST, "reason": reason}
+    assert reason in {cls.__name__ for cls in UNREACHABLE}
+    outage.heal()
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "east-value"  # its breaker is still closed
+
+
+def test_a_503_fails_over_once_the_regions_retries_are_spent(moto_url, aws, events):
+    name = replicated_secret(moto_url)
+    aws.play(Answer(503, "ServiceUnavailable"))
+    client = secrets(aws.url, moto_url)
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert aws.requests == 3  # the aws policy's attempts in the primary, then one call in the secondary
+    [moved] = of(events, "failover")
+    assert (moved.fields["from_region"], moved.fields["to_region"], moved.fields["reason"]) == (EAST, WEST, "503")
+
+
+def test_an_open_primary_breaker_is_skipped_without_sending(moto_url, aws, events):
+    name = replicated_secret(moto_url)
+    aws.play(Answer(503, "ServiceUnavailable"))
+    client = secrets(aws.url, moto_url)
+    for _ in range(3):  # minimum_calls failed calls of 3 attempts each: the primary's breaker opens
+        assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert breakers.get(f"aws:secretsmanager:{EAST}").state == "open"
+    assert client.order() == [WEST, EAST]
+    sent = aws.requests
+    for _ in range(5):
+        assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert aws.requests == sent == 9  # nothing more reached the primary
+    assert len(of(events, "failover")) == 3  # one per call that failed there; none once it was open
+
+
+def test_a_forced_open_primary_rejects_before_sending_and_the_call_moves_on(moto_url, aws, events):
+    name = replicated_secret(moto_url)
+    breakers.get_or_create(f"aws:secretsmanager:{EAST}").force_open()
+    client = secrets(aws.url, moto_url)
+    assert client.order() == [WEST, EAST]
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert aws.requests == 0
+    [moved] = of(events, "failover")  # the call starts away from the primary: one event, not one per call
+    assert moved.fields == {
+        "operation": "get_secret_value", "from_region": EAST, "to_region": WEST, "reason": "breaker_forced_open",
+    }  # fmt: skip
+    client.get_secret_value(SecretId=name)
+    assert len(of(events, "failover")) == 1
+
+
+def test_a_4xx_never_fails_over(moto_url, aws, events):
+    client = secrets(moto_url, aws.url)
+    with pytest.raises(ClientError) as err:
+        client.get_secret_value(SecretId="no-such-secret")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert aws.requests == 0  # the secondary was never asked
+    assert of(events, "failover") == []
+    assert breakers.get(f"aws:secretsmanager:{EAST}").state == "closed"
+
+
+def test_a_write_without_an_idempotency_token_cannot_be_declared_for_failover(moto_url):
+    with pytest.raises(ConfigurationError, match="'put_item' is a write, and failover requires an idempotency token"):
+        failover_client("dynamodb", regions=[EAST, WEST], operations={"get_item", "put_item"}, session=plain_session())
+    declared = failover_client(
+        "dynamodb", regions=[EAST, WEST], operations={"get_item", "query", "transact_write_items"}, session=plain_session()
+    )  # TransactWriteItems carries ClientRequestToken
+    assert declared.operations == {"get_item", "query", "transact_write_items"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"operations": {"get_secret"}}, "'get_secret' is not an operation of secretsmanager clients"),
+        ({"operations": "get_secret_value"}, "operations must be a set of operation names"),
+        ({"operations": set()}, "operations must name at least one operation"),
+        ({"regions": []}, "regions must name at least one region"),
+        ({"regions": EAST}, "regions must be a list of region names"),
+        ({"regions": [EAST, EAST]}, "regions must be unique"),
+        ({"regions": [EAST, "moon"]}, "'moon' is not an AWS region name"),
+        ({"endpoint_urls": {"ap-south-1": "http://x"}}, "endpoint_urls: 'ap-south-1' must be one of the regions"),
+        ({"last_known_good": {"describe_secret": lambda **p: {}}}, "'describe_secret' is not one of the operations"),
+        ({"last_known_good": {"get_secret_value": "s3cr3t"}}, "must be callable"),
+    ],
+)
+def test_a_malformed_declaration_is_a_configuration_error_that_names_it(kwargs, message):
+    arguments = {"regions": [EAST, WEST], "operations": {"get_secret_value"}, **kwargs}
+    with pytest.raises(ConfigurationError, match=message):
+        failover_client("secretsmanager", session=plain_session(), **arguments)
+
+
+def test_undeclared_operations_go_to_the_primary_only(moto_url, outage, aws):
+    name = replicated_secret(moto_url)
+    client = secrets(outage.url("http", ""), aws.url)
+    assert client.describe_secret(SecretId=name)["Name"] == name  # the primary's client, through the proxy
+    assert client.meta.region_name == EAST
+    assert client.exceptions.ResourceNotFoundException is client.clients[EAST].exceptions.ResourceNotFoundException
+    outage.refuse()
+    with pytest.raises(UNREACHABLE):
+        client.describe_secret(SecretId=name)
+    assert aws.requests == 0
+
+
+def test_it_returns_to_the_primary_when_its_breaker_closes(moto_url, outage, events, quick_breakers):
+    name = replicated_secret(moto_url)
+    client = secrets(outage.url("http", ""), moto_url)
+    outage.refuse()
+    for _ in range(3):
+        assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert client.state(EAST) == "open"
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"  # not tried: open
+    outage.heal()
+    assert wait_for(lambda: client.state(EAST) == "half_open")  # open_for (0.2 s) is over: a probe is due
+    assert client.order()[0] == EAST
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "east-value"  # the probe succeeded
+    assert client.state(EAST) == "closed"
+    [back] = of(events, "failback")
+    assert back.fields == {"operation": "get_secret_value", "from_region": WEST, "to_region": EAST, "reason": "breaker_closed"}
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "east-value"
+    assert len(of(events, "failback")) == 1 and len(of(events, "failover")) == 3
+
+
+def test_a_failed_probe_of_the_primary_moves_the_call_on(moto_url, outage, events, quick_breakers):
+    name = replicated_secret(moto_url)
+    client = secrets(outage.url("http", ""), moto_url)
+    outage.refuse()
+    for _ in range(3):
+        client.get_secret_value(SecretId=name)
+    assert wait_for(lambda: client.state(EAST) == "half_open")
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"  # probe failed, served west
+    assert client.state(EAST) == "open"
+    assert of(events, "failback") == []
+
+
+def test_the_last_known_good_value_is_served_when_every_region_fails(outage, aws, events):
+    aws.play(Answer(503, "ServiceUnavailable"))
+    cached = {"SecretString": "cached-s3cr3t"}
+    client = secrets(outage.url("http", ""), aws.url, last_known_good={"get_secret_value": lambda **params: cached})
+    outage.refuse()
+    assert client.get_secret_value(SecretId="db-password") is cached
+    [served] = of(events, "last_known_good")
+    assert served.fields == {"operation": "get_secret_value", "regions": f"{EAST},{WEST}", "reason": "503"}
+    for event in of(events, "failover") + [served]:
+        assert "s3cr3t" not in repr(event) and "db-password" not in repr(event)  # no value, no parameter
+
+
+def test_the_last_known_good_source_gets_the_parameters_and_none_raises_the_last_error(outage, aws, events):
+    aws.play(Answer(503, "ServiceUnavailable"))
+    asked = []
+    client = secrets(outage.url("http", ""), aws.url, last_known_good={"get_secret_value": lambda **p: asked.append(p)})
+    outage.refuse()
+    with pytest.raises(ClientError) as err:
+        client.get_secret_value(SecretId="db-password")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503  # the last region's error
+    assert asked == [{"SecretId": "db-password"}]
+    [missing] = of(events, "last_known_good_missing")
+    assert missing.fields["error"] == "None"
+
+
+def test_the_last_known_good_value_is_never_served_for_a_4xx(moto_url, aws, events):
+    client = secrets(moto_url, aws.url, last_known_good={"get_secret_value": lambda **p: {"SecretString": "old"}})
+    with pytest.raises(ClientError):
+        client.get_secret_value(SecretId="no-such-secret")
+    assert of(events, "last_known_good") == [] and aws.requests == 0
+
+
+def test_every_region_open_raises_circuit_open_without_sending(aws):
+    for region in (EAST, WEST):
+        breakers.get_or_create(f"aws:secretsmanager:{region}").force_open()
+    client = secrets(aws.url, aws.url)
+    with pytest.raises(CircuitOpenError):
+        client.get_secret_value(SecretId="db-password")
+    assert aws.requests == 0
+
+
+def test_no_failover_starts_after_the_deadline(aws, events):
+    aws.play(Answer(503, "ServiceUnavailable"))
+    secondary = ScriptedAWS()
+    try:
+        client = secrets(aws.url, secondary.url)
+
+        def outlast_the_deadline(**kwargs):  # the primary's final 503 arrives as the deadline ends
+            time.sleep(0.2)
+
+        client.clients[EAST].meta.events.register("after-call", outlast_the_deadline)
+        with deadline(0.1), pytest.raises(DeadlineExceeded) as err:
+            client.get_secret_value(SecretId="db-password")
+        assert isinstance(err.value.__cause__, ClientError)
+        assert (aws.requests, secondary.requests) == (3, 0)
+        assert of(events, "failover") == []  # not even announced
+    finally:
+        secondary.close()
+
+
+def test_a_primary_that_hangs_past_the_deadline_is_not_followed_by_another_region(outage):
+    secondary = ScriptedAWS()
+    try:
+        client = secrets(outage.url("http", ""), secondary.url)
+        outage.blackhole()
+        started = time.monotonic()
+        with deadline(0.3), pytest.raises(DeadlineExceeded):
+            client.get_secret_value(SecretId="db-password")
+        assert time.monotonic() - started < 0.6
+        assert secondary.requests == 0
+    finally:
+        secondary.close()
