@@ -28,6 +28,7 @@ from typing import Any
 
 try:
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import ClientError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without boto3
     from resilience.integrations.extras import missing
@@ -235,7 +236,7 @@ def failover_client(
     session: boto3.session.Session | None = None,
     endpoint_urls: Mapping[str, str] | None = None,
     last_known_good: Mapping[str, LastKnownGood] | None = None,
-    config: Any = None,
+    config: Config | None = None,
 ) -> FailoverClient:
     """A client of ``service`` whose ``operations`` fail over across ``regions`` (the first is the primary).
 

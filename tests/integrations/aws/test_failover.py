@@ -4,6 +4,7 @@ answers 5xx and counts every request it gets."""
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -262,3 +263,64 @@ def test_a_primary_that_hangs_past_the_deadline_is_not_followed_by_another_regio
         assert secondary.requests == 0
     finally:
         secondary.close()
+
+
+def test_a_dynamodb_global_table_read_fails_over(moto_url, outage, events):
+    for region, city in ((EAST, "Boston"), (WEST, "Dublin")):  # a global table: the table and item in each region
+        direct = boto3.client("dynamodb", region_name=region, endpoint_url=moto_url, **CREDENTIALS)
+        direct.create_table(
+            TableName="offices",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        direct.put_item(TableName="offices", Item={"id": {"S": "hq"}, "city": {"S": city}})
+    table = failover_client(
+        "dynamodb",
+        regions=[EAST, WEST],
+        operations={"get_item", "query"},
+        session=plain_session(),
+        endpoint_urls={EAST: outage.url("http", ""), WEST: moto_url},
+    )
+    assert table.get_item(TableName="offices", Key={"id": {"S": "hq"}})["Item"]["city"] == {"S": "Boston"}
+    outage.refuse()
+    assert table.get_item(TableName="offices", Key={"id": {"S": "hq"}})["Item"]["city"] == {"S": "Dublin"}
+    [moved] = of(events, "failover")
+    assert moved.name == "dynamodb" and (moved.fields["from_region"], moved.fields["to_region"]) == (EAST, WEST)
+
+
+def test_throttling_fails_over_once_the_regions_retries_are_spent_and_access_denied_does_not(moto_url, aws, events):
+    west = boto3.client("s3", region_name=WEST, endpoint_url=moto_url, **CREDENTIALS)
+    west.create_bucket(Bucket="reports-replica", CreateBucketConfiguration={"LocationConstraint": WEST})
+    west.put_object(Bucket="reports-replica", Key="daily.csv", Body=b"from the replica")
+    s3 = failover_client(
+        "s3",
+        regions=[EAST, WEST],
+        operations={"get_object"},
+        session=plain_session(),
+        endpoint_urls={EAST: aws.url, WEST: moto_url},
+    )
+    aws.play(Answer(400, "ThrottlingException"))
+    assert s3.get_object(Bucket="reports-replica", Key="daily.csv")["Body"].read() == b"from the replica"
+    assert aws.requests == 3
+    assert of(events, "failover")[0].fields["reason"] == "ThrottlingException"
+    aws.play(Answer(403, "AccessDenied"))
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.get_object(Bucket="reports-replica", Key="daily.csv")
+    assert aws.requests == 1 and len(of(events, "failover")) == 1
+
+
+def test_threads_share_one_failover_client(moto_url, outage, events):
+    name = replicated_secret(moto_url)
+    client = secrets(outage.url("http", ""), moto_url)
+    outage.refuse()
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(lambda _: client.get_secret_value(SecretId=name)["SecretString"], range(16)))
+    assert values == ["west-value"] * 16
+    assert client.state(EAST) == "open"
+    outage.heal()
+    breakers.get(f"aws:secretsmanager:{EAST}").reset()
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(lambda _: client.get_secret_value(SecretId=name)["SecretString"], range(16)))
+    assert values == ["east-value"] * 16
+    assert len(of(events, "failback")) == 1  # one return, however many threads came back at once
