@@ -152,7 +152,8 @@ class FailoverClient:
             if first == current or first == self.primary:
                 return  # the same region, or back to the primary: a failback once it serves
             self._current = first
-        self._event("failover", operation, current, first, f"breaker_{self.state(current)}")
+        state = self.state(current)  # closed: a region earlier in the list is closed again
+        self._event("failover", operation, current, first, "preferred" if state == "closed" else f"breaker_{state}")
 
     def _served(self, operation: str, region: str) -> None:
         with self._lock:

@@ -324,3 +324,28 @@ def test_threads_share_one_failover_client(moto_url, outage, events):
         values = list(pool.map(lambda _: client.get_secret_value(SecretId=name)["SecretString"], range(16)))
     assert values == ["east-value"] * 16
     assert len(of(events, "failback")) == 1  # one return, however many threads came back at once
+
+
+def test_regions_are_ordered_by_breaker_state_closed_then_half_open_then_open(settings, aws, events):
+    central = "eu-central-1"
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "BREAKERS": {**settings.RESILIENCE["BREAKERS"], f"aws:secretsmanager:{WEST}": {"open_for": 0.1}},
+    }
+    client = failover_client(
+        "secretsmanager", regions=[EAST, WEST, central], operations={"get_secret_value"}, session=plain_session(),
+        endpoint_urls=dict.fromkeys((EAST, WEST, central), aws.url),
+    )  # fmt: skip
+    assert client.order() == [EAST, WEST, central]
+    breakers.get_or_create(f"aws:secretsmanager:{EAST}").force_open()
+    aws.play(Answer(503, "ServiceUnavailable"))
+    for _ in range(3):  # the west breaker trips
+        with pytest.raises(ClientError):
+            client.clients[WEST].get_secret_value(SecretId="db-password")
+    assert client.order() == [central, EAST, WEST]  # closed first, then the open ones in their order
+    assert wait_for(lambda: client.state(WEST) == "half_open")
+    assert client.order() == [central, WEST, EAST]  # half-open before open
+    breakers.get(f"aws:secretsmanager:{WEST}").reset()
+    assert client.order() == [WEST, central, EAST]  # stable within a class: the declared order
+    breakers.get(f"aws:secretsmanager:{EAST}").reset()
+    assert client.order() == [EAST, WEST, central]
