@@ -15,6 +15,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise missing("botocore", "resilience.integrations.aws.config") from exc
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+CONNECT_TIMEOUT = 2.0  # seconds: a protected session's default; botocore's is 60 s, and no deadline can cut it
 
 
 def botocore_config(config: Config | None = None) -> Config:

@@ -16,7 +16,9 @@ client of a protected session) registers nothing more.
 
 botocore's own retries must be off, or attempts multiply (its default client makes up to 5 per
 call). ``protect(session)`` merges ``retries={"total_max_attempts": 1}`` into the session's default
-client config; ``protect(client)`` refuses a client that retries on its own, and a call from a
+client config (and, when the session has none, a 2 s ``connect_timeout``: botocore has no
+per-request connect timeout for the deadline to cut, and its default is 60 s; a ``Config`` given to
+the session or the client wins); ``protect(client)`` refuses a client that retries on its own, and a call from a
 client whose own config turns botocore's retries back on fails with ``ConfigurationError``.
 """
 
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 try:
     import boto3
     from botocore.client import BaseClient
+    from botocore.config import Config
     from botocore.session import Session as BotocoreSession
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without boto3
     from resilience.integrations.extras import missing
@@ -35,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from resilience.exceptions import ConfigurationError
 from resilience.integrations.aws.attempt_deadline import bound_attempt, check_before_call
-from resilience.integrations.aws.config import botocore_config, retries_off
+from resilience.integrations.aws.config import CONNECT_TIMEOUT, botocore_config, retries_off
 from resilience.integrations.aws.retry_layer import RetryLayer
 from resilience.integrations.aws.service_breakers import ServiceBreakers
 
@@ -111,7 +114,10 @@ def protect(target: T) -> T:
         core = target._session if isinstance(target, boto3.session.Session) else target  # noqa: SLF001 - boto3 has no public accessor
         if not isinstance(core, BotocoreSession):
             raise ConfigurationError(f"protect() takes a boto3 or botocore Session or a client, got {type(target).__name__}")
-        core.set_default_client_config(botocore_config(core.get_default_client_config()))
+        default = core.get_default_client_config()
+        if default is None:  # nothing chosen for this session: a connect timeout a deadline can live with
+            default = Config(connect_timeout=CONNECT_TIMEOUT)
+        core.set_default_client_config(botocore_config(default))
         register = core.register
     for event, handler in protection.handlers():
         register(event, handler, unique_id=UNIQUE_ID.format(event=event))

@@ -74,6 +74,14 @@ def test_session_keeps_the_callers_default_config_options(aws):
     assert (s3.meta.config.connect_timeout, s3.meta.config.retries["total_max_attempts"]) == (3, 1)
 
 
+def test_a_protected_session_connects_within_two_seconds_unless_told_otherwise(aws):
+    made = session(**CREDENTIALS)
+    s3 = made.client("s3", endpoint_url=aws.url, region_name="us-east-1")
+    assert s3.meta.config.connect_timeout == 2.0  # botocore's own default is 60 s, beyond any deadline
+    own = made.client("s3", endpoint_url=aws.url, region_name="us-east-1", config=Config(connect_timeout=7))
+    assert (own.meta.config.connect_timeout, own.meta.config.retries["total_max_attempts"]) == (7, 1)
+
+
 def test_protect_rejects_what_is_neither_a_session_nor_a_client():
     with pytest.raises(ConfigurationError, match="takes a boto3 or botocore Session or a client"):
         protect(object())
