@@ -15,7 +15,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from resilience.conf import resilience_settings
-from resilience.core.client_ip import client_ip, client_key, is_trusted, parse_ip
+from resilience.core.client_ip import client_address_key, is_trusted, parse_ip
 from resilience.core.validation import is_number
 
 MAX_RAW_IDENTITY = 4096  # characters of a client's identity looked at (usernames are far shorter)
@@ -35,8 +35,10 @@ def client_address(request: HttpRequest) -> str:
     cached = getattr(request, "_resilience_client", None)
     if cached is None:
         meta = request.META
-        address = client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"), resilience_settings.TRUSTED_PROXIES)
-        cached = client_key(address, resilience_settings.RATE_LIMITS.ipv6_prefix)
+        cached = client_address_key(
+            meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"), resilience_settings.TRUSTED_PROXIES,
+            resilience_settings.RATE_LIMITS.ipv6_prefix,
+        )  # fmt: skip
         request._resilience_client = cached  # type: ignore[attr-defined]
     return cached  # type: ignore[no-any-return]
 

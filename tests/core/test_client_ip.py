@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilience.core.client_ip import client_ip, client_key, parse_ip, parse_networks
+from resilience.core.client_ip import client_address_key, client_ip, client_key, parse_ip, parse_networks
 from resilience.exceptions import ConfigurationError
 
 LB = parse_networks(["10.0.0.0/8", "fd00::/8"])
@@ -47,6 +47,24 @@ def key(remote, xff, trusted=LB, prefix=64):
 ])  # fmt: skip
 def test_client_key(remote, xff, expected):
     assert key(remote, xff) == expected
+    assert client_address_key(remote, xff, LB) == expected
+
+
+HOPS = st.sampled_from([
+    "10.0.0.1", "10.200.3.4", "198.51.100.9", "203.0.113.7", "1.2.3.4:80", "[2001:db8::1]:443", "fd00::5",
+    "::ffff:10.0.0.9", '"198.51.100.9"', "garbage", "", " ", "010.0.0.1", "1.2.3", "١.٢.٣.٤", "10.0.0.1\n",
+]) | st.ip_addresses(v=4).map(str)  # fmt: skip
+
+
+@given(
+    remote=HOPS | st.sampled_from([None, " 10.0.0.5 ", "2001:db8::1"]),
+    hops=st.lists(HOPS, max_size=6),
+    sep=st.sampled_from([",", ", ", " , "]),
+    trusted=st.sampled_from([LB, NONE, parse_networks(["10.0.0.0/8"]), parse_networks(["0.0.0.0/0", "::/0"])]),
+)
+def test_the_ipv4_fast_path_gives_the_same_key_as_the_general_one(remote, hops, sep, trusted):
+    xff = sep.join(hops) if hops else None
+    assert client_address_key(remote, xff, trusted) == client_key(client_ip(remote, xff, trusted), 64)
 
 
 def test_nothing_is_trusted_by_default():
