@@ -191,13 +191,13 @@ class Refresher:
     def botocore_refresh(self) -> dict[str, str]:
         """botocore's refresh function (advisory and mandatory windows): the best unexpired credentials."""
         with self._lock:
-            best = self.current
+            best, looked = self.current, False
             now = self.monotonic()
-            if best is None or now >= self._next_look or self._left(best) < self.mandatory:
-                self._next_look = now + LOOK_EVERY
+            if best is None or now >= self._next_look:  # Redis at most once a second, however many calls
+                self._next_look, looked = now + LOOK_EVERY, True
                 copy = self.shared()
                 best = self._keep(copy.read()) if copy is not None else best
-            if best is None or self._left(best) < self.mandatory:
+            if best is None or self._left(best) <= 0 or (looked and self._left(best) < self.mandatory):
                 best = self._refresh_by_worker(best)
             elif self._left(best) < self.config.refresh_margin and now >= self._next_expiring:
                 self._next_expiring = now + EXPIRING_EVERY  # Celery is late: say so, boundedly
@@ -224,8 +224,8 @@ class Refresher:
 
     def _wait_for_other(self, copy: SharedCopy) -> RoleCredentials | None:
         """With nothing usable: until another process's refresh is stored, its lock goes, or our time is up."""
-        until = self.monotonic() + min(remaining() or REFRESH_BUDGET + LOCK_MARGIN, REFRESH_BUDGET + LOCK_MARGIN)
-        while self.monotonic() < until:
+        until = time.monotonic() + min(remaining() or REFRESH_BUDGET + LOCK_MARGIN, REFRESH_BUDGET + LOCK_MARGIN)
+        while time.monotonic() < until:  # a real wait: the injected clocks judge lifetimes, not this
             found = copy.read()
             if found is not None:
                 return self._keep(found)

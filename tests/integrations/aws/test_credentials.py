@@ -217,7 +217,7 @@ def test_in_the_advisory_window_the_worker_waits_for_celery_then_refreshes_in_th
 ) -> None:
     configure(moto_url, role_arn)
     clock = Clock()
-    refresher = Refresher(resilience_settings.AWS["CREDENTIALS"], clock=clock)
+    refresher = Refresher(resilience_settings.AWS["CREDENTIALS"], clock=clock, monotonic=clock)
     creds = refresher.credentials()  # refreshed by the worker: no copy yet
     first = creds.get_frozen_credentials().access_key
     clock.now += 3600 - 800  # 800 s left: botocore's advisory window (refresh_margin 900), not the mandatory one
