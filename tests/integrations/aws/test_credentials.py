@@ -26,8 +26,8 @@ from moto.sts.models import sts_backends
 
 from resilience.conf import resilience_settings
 from resilience.integrations.aws.credentials import CredentialsUnavailable, Refresher, credentials, refresh
-from resilience.integrations.aws.role_session import role_session
 from resilience.integrations.aws.shared_credentials import SharedCopy
+from resilience.integrations.aws.shared_session import role_session
 
 ACCOUNT = "123456789012"
 ROOT = Path(__file__).resolve().parents[3]

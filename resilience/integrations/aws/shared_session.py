@@ -18,7 +18,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without boto3
     from resilience.integrations.extras import missing
 
-    raise missing("boto3", "resilience.integrations.aws.role_session") from exc
+    raise missing("boto3", "resilience.integrations.aws.shared_session") from exc
 
 from resilience.exceptions import ConfigurationError
 from resilience.integrations.aws.credentials import credentials
