@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,18 +113,22 @@ def test_threads_refreshing_at_once_make_one_assume_role(configure: Any, moto_ur
     assert [e.fields["by"] for e in events if e.kind == "credentials_refreshed"] == ["celery"]
 
 
-def test_two_processes_refreshing_at_once_make_one_assume_role(configure: Any, moto_url: str, role_arn: str) -> None:
+def test_two_processes_refreshing_at_once_make_one_assume_role(
+    configure: Any, moto_url: str, role_arn: str, key_prefix: str, test_redis: Any
+) -> None:
     overrides = configure(moto_url, role_arn)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_live", "LIVE_OVERRIDES": json.dumps({"RESILIENCE": overrides})}
+    barrier = f"{key_prefix}:test-barrier"  # both interpreters import first, then refresh at the same instant
     script = (
-        "import django; django.setup(); import sys, time; from resilience.integrations.aws.credentials import refresh;"
-        "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); print(refresh(force=True))"
+        "import sys, time, redis, django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from resilience.integrations.aws.credentials import refresh\n"
+        "r = redis.Redis.from_url(settings.TEST_REDIS_URL); r.incr(sys.argv[1]); r.expire(sys.argv[1], 60)\n"
+        "while int(r.get(sys.argv[1])) < 2: time.sleep(0.005)\n"
+        "print(refresh(force=True))"
     )
-    import time
-
-    start = str(time.time() + 3.0)  # both interpreters import first, then refresh at the same instant
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, start], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", script, barrier], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
@@ -333,10 +336,3 @@ def test_a_malformed_credentials_entry_is_e001_naming_the_key(settings: Any, ent
     settings.RESILIENCE = {"HISTORY": False, "AWS": {"CREDENTIALS": entry}}
     errors = [m.msg for m in run_checks() if m.id == "resilience.E001"]
     assert len(errors) == 1 and message in errors[0]
-
-
-@pytest.fixture(autouse=True)
-def _no_beat_schedule_leaks(settings: Any) -> Iterator[None]:
-    yield
-    if hasattr(settings, "CELERY_BEAT_SCHEDULE"):
-        del settings.CELERY_BEAT_SCHEDULE
