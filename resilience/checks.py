@@ -204,3 +204,77 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         Error(problem, hint="See the rate limiting section of README.md.", id="resilience.E013")
         for problem in throttle_problems(views)
     ]
+
+
+REFRESH_TASK = "resilience.tasks.refresh_aws_credentials"  # resilience.tasks.REFRESH_TASK, without importing celery
+CREDENTIALS_HINT = "See the AWS credentials section of README.md."
+
+
+def _beat_entries() -> list[Any]:
+    """The beat schedule's entries: ``CELERY_BEAT_SCHEDULE`` and the current Celery app's ``beat_schedule``."""
+    entries = list((getattr(settings, "CELERY_BEAT_SCHEDULE", None) or {}).values())
+    try:
+        from celery import current_app
+    except ImportError:
+        return entries
+    try:
+        entries += list((current_app.conf.beat_schedule or {}).values())
+    except Exception:  # noqa: BLE001 - a broken Celery configuration is Celery's to report
+        pass
+    return entries
+
+
+def _redis_password() -> str | None:
+    from urllib.parse import urlsplit
+
+    url = resilience_settings.REDIS
+    return urlsplit(url).password if isinstance(url, str) and url.startswith(URL_SCHEMES) else None
+
+
+@register(Tags.compatibility)
+def check_aws_credentials(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``RESILIENCE["AWS"]["CREDENTIALS"]``: an encryption key that is there and is not the Redis
+    password (E015), a schedule that refreshes before the credentials are due (E016), and a beat
+    entry that runs the refresh (W012). A malformed entry is E001, reported by ``check_settings``."""
+    if not _settings_load():
+        return []
+    from resilience.integrations.aws.settings import encryption_key
+
+    try:
+        config = resilience_settings.AWS["CREDENTIALS"]
+    except ConfigurationError:
+        return []  # resilience.E001 reports it
+    if config is None:
+        return []
+    messages: list[Any] = []
+    try:
+        key = encryption_key(config)
+    except ConfigurationError as exc:
+        hint = 'Set it to cryptography.fernet.Fernet.generate_key().decode(), or "env:NAME" with the key in $NAME.'
+        messages.append(Error(str(exc), hint=hint, id="resilience.E015"))
+    else:
+        if key.decode() == _redis_password():
+            hint = "Anyone who can read Redis could then use the role: give the shared copy a key of its own."
+            message = 'RESILIENCE["AWS"]["CREDENTIALS"]["encryption_key"] is the Redis password.'
+            messages.append(Error(message, hint=hint, id="resilience.E015"))
+    if config.schedule > config.duration - config.refresh_margin:
+        messages.append(
+            Error(
+                f'RESILIENCE["AWS"]["CREDENTIALS"]["schedule"] ({config.schedule:g} s) is longer than "duration" minus '
+                f'"refresh_margin" ({config.duration} - {config.refresh_margin:g} s): each run would find the credentials '
+                "due, and they would still run under the margin before the next one.",
+                hint="Run the refresh more often, or assume the role for longer.",
+                id="resilience.E016",
+            )
+        )
+    if not any(isinstance(e, dict) and e.get("task") == REFRESH_TASK for e in _beat_entries()):
+        messages.append(
+            Warning(
+                f'RESILIENCE["AWS"]["CREDENTIALS"] is set, but no beat entry runs {REFRESH_TASK!r} '
+                "(in CELERY_BEAT_SCHEDULE or the Celery app's beat_schedule).",
+                hint="Add resilience.tasks.beat_entry(schedule) to the beat schedule, or each web worker refreshes by "
+                "itself inside the mandatory window. With a database scheduler, silence resilience.W012.",
+                id="resilience.W012",
+            )
+        )
+    return messages

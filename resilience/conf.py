@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_REPLICAS": {},  # primary alias -> replica aliases, for resilience.integrations.postgres.ReplicaRouter
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
     "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds): integrations.entra.settings
-    "AWS": {},  # throttling_base (seconds): integrations.aws.settings
+    "AWS": {},  # throttling_base (seconds), CREDENTIALS (the shared role credentials): integrations.aws.settings
     "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
     "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
     "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for

@@ -6,8 +6,17 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from resilience.core.validation import import_path, reject_unknown_keys
+from resilience.core.event import Event
+from resilience.core.validation import import_path, is_number, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
+from resilience.signals import event_emitted
+
+# Events that report a level as well as an occurrence: (area, kind) -> (gauge, the field it takes).
+# Every event is still counted (``resilience.<area>.<kind>``); these also set the gauge, per name.
+GAUGES: dict[tuple[str, str], tuple[str, str]] = {
+    ("aws", kind): ("resilience.aws.credentials_expires_in", "expires_in")  # seconds left: alert when low
+    for kind in ("credentials_refreshed", "credentials_refresh_failed", "credentials_fresh", "credentials_expiring")
+}
 
 
 class MetricsSink:
@@ -15,6 +24,9 @@ class MetricsSink:
 
     def increment(self, metric: str, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
         raise NotImplementedError
+
+    def gauge(self, metric: str, value: float, tags: dict[str, str] | None = None) -> None:
+        """Set a level (the last value wins; ``GAUGES``). Default: nothing, so a sink that only counts still works."""
 
 
 class InMemorySink(MetricsSink):
@@ -24,6 +36,7 @@ class InMemorySink(MetricsSink):
 
     def __init__(self) -> None:
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
         InMemorySink.last = self
 
@@ -31,6 +44,16 @@ class InMemorySink(MetricsSink):
         key = (metric, tuple(sorted((tags or {}).items())))
         with self._lock:
             self.counters[key] += value
+
+    def gauge(self, metric: str, value: float, tags: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self.gauges[(metric, tuple(sorted((tags or {}).items())))] = value
+
+    def level(self, metric: str, **tags: str) -> float | None:
+        """The last value of gauge ``metric`` in the series whose tags include ``tags`` (None: never set)."""
+        with self._lock:
+            found = [v for (m, t), v in self.gauges.items() if m == metric and set(tags.items()) <= set(t)]
+        return found[-1] if found else None
 
     def value(self, metric: str, **tags: str) -> float:
         """Sum of ``metric`` over every series whose tags include ``tags``."""
@@ -54,3 +77,29 @@ def parse_metrics(value: Any, path: str) -> tuple[type[MetricsSink], ...]:
             raise ConfigurationError(f"{where} names {dotted!r}, which is not a MetricsSink subclass")
         classes.append(cls)
     return tuple(classes)
+
+
+def gauge_of(event: Event) -> tuple[str, float] | None:
+    """The gauge ``event`` sets and its value (``GAUGES``), or None."""
+    entry = GAUGES.get((event.area, event.kind))
+    if entry is None:
+        return None
+    value = event.fields.get(entry[1])
+    return (entry[0], float(value)) if is_number(value) else None
+
+
+def _set_gauges(sender: object, event: Event, **kwargs: object) -> None:
+    """``event_emitted`` receiver: the event's gauge, in every sink (which count it already)."""
+    found = gauge_of(event)
+    if found is None:
+        return
+    from resilience.observability.events import sinks  # imports this module: at call time
+
+    for sink in sinks():
+        try:
+            sink.gauge(found[0], found[1], {"name": event.name[:200]})
+        except Exception:  # noqa: BLE001 - metrics must never break a call; the counter path logs broken sinks
+            pass
+
+
+event_emitted.connect(_set_gauges, dispatch_uid="resilience.metrics.gauges")
