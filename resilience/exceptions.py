@@ -85,6 +85,10 @@ class DatabaseUnavailable(CircuitOpenError, OperationalError):
         self.alias, self.sent = alias, sent
 
 
+class CredentialsUnavailable(ResilienceError):
+    """No unexpired AWS credentials for the role: STS and the shared copy both failed us."""
+
+
 class EntraUnavailable(ResilienceError):
     """No usable metadata or signing keys: the identity provider is down and nothing fresh enough is
     cached. The Entra authentication answers 503 with ``Retry-After: retry_after``."""

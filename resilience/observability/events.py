@@ -37,6 +37,11 @@ _LEVELS = {
     "share_failed": logging.WARNING,  # Entra keys not shared through Redis (each worker fetches its own)
     "refresh_failed": logging.WARNING,  # a listing shows the last known breaker state
     "invalid_shared_name": logging.WARNING,  # a name in the shared store that is not a breaker name
+    "credentials_refresh_failed": logging.WARNING,  # STS did not answer: the current AWS credentials go on
+    "credentials_unreadable": logging.WARNING,  # a shared copy that does not decrypt (rotated key, planted value)
+    "credentials_expiring": logging.WARNING,  # a worker serves credentials Celery has not refreshed
+    "failover": logging.WARNING,  # an AWS call served by another region
+    "last_known_good": logging.WARNING,  # every region failed: a configured last-known-good value served
     "not_storable": logging.WARNING,  # a fallback's value cannot be kept stale
     "stale_full": logging.WARNING,  # a fallback reached its max_stale_keys
     "host_overflow": logging.WARNING,  # ResilientSession reached max_host_breakers

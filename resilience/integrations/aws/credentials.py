@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.deadline import deadline, remaining
 from resilience.core.event import Event
-from resilience.exceptions import ConfigurationError, ResilienceError
+from resilience.exceptions import ConfigurationError, CredentialsUnavailable
 from resilience.integrations.aws.config import botocore_config
 from resilience.integrations.aws.protection import session
 from resilience.integrations.aws.settings import CredentialsConfig
@@ -60,10 +60,6 @@ LOOK_EVERY = 1.0  # seconds between two reads of the shared copy while ours is i
 EXPIRING_EVERY = 60.0  # seconds between two credentials_expiring events of one process
 MANDATORY = 600.0  # botocore's mandatory window: below this a worker refreshes by itself
 POLL = 0.05  # seconds between looks at the shared copy while another worker refreshes
-
-
-class CredentialsUnavailable(ResilienceError):
-    """No unexpired credentials for the role: STS and the shared copy both failed us."""
 
 
 _assuming = contextvars.ContextVar("resilience_aws_assuming", default=False)
