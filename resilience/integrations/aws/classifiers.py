@@ -57,18 +57,22 @@ def _maybe_applied(exc: BaseException | None) -> bool:
     return isinstance(exc, HTTPClientError) and not isinstance(exc, ConnectionError)
 
 
+def read_or_tokened(operation_model: Any) -> bool:
+    """A read by AWS's naming (``Get…``, ``List…``, ``Describe…``, ``Query``, ``Scan``), or a write
+    with an input member botocore fills with an idempotency token (``ClientToken``)."""
+    if getattr(operation_model, "name", "").startswith(READ_PREFIXES):
+        return True
+    members = getattr(getattr(operation_model, "input_shape", None), "members", None) or {}
+    return any(member.metadata.get("idempotencyToken") for member in members.values())
+
+
 def idempotent(operation_model: Any) -> bool:
-    """Safe to send twice: an idempotent HTTP method (REST protocols), an input member botocore fills
-    with an idempotency token, or a read by AWS's naming (``Get…``, ``List…``, ``Describe…``, ``Query``)."""
+    """Safe to send twice: an idempotent HTTP method (REST protocols), or ``read_or_tokened``."""
     if operation_model is None:
         return False
     if (getattr(operation_model, "http", None) or {}).get("method", "").upper() in IDEMPOTENT_METHODS:
         return True
-    if getattr(operation_model, "name", "").startswith(READ_PREFIXES):
-        return True
-    shape = getattr(operation_model, "input_shape", None)
-    members = getattr(shape, "members", None) or {}
-    return any(member.metadata.get("idempotencyToken") for member in members.values())
+    return read_or_tokened(operation_model)
 
 
 def _modelled(code: str, operation_model: Any) -> str | None:

@@ -39,7 +39,7 @@ from resilience.breakers.decorator import BreakerHandle, circuit_breaker
 from resilience.core.deadline import remaining
 from resilience.core.event import Event
 from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded
-from resilience.integrations.aws.classifiers import READ_PREFIXES, client_error_details, retry_kind, service_fault
+from resilience.integrations.aws.classifiers import client_error_details, read_or_tokened, retry_kind, service_fault
 from resilience.integrations.aws.protection import protect
 from resilience.integrations.aws.protection import session as protected_session
 from resilience.observability.events import emit
@@ -50,12 +50,9 @@ LastKnownGood = Callable[..., Any]  # called with the operation's parameters; No
 
 
 def failover_safe(operation_model: Any) -> bool:
-    """Safe to send to another region: a read by AWS's naming (``Get…``, ``List…``, ``Describe…``,
-    ``Head…``, ``BatchGet…``, ``Query``, ``Scan``) or a write botocore gives an idempotency token."""
-    if operation_model.name.startswith(READ_PREFIXES):
-        return True
-    members = getattr(operation_model.input_shape, "members", None) or {}
-    return any(member.metadata.get("idempotencyToken") for member in members.values())
+    """Safe to send to another region: a read by AWS's naming or a write botocore gives an
+    idempotency token (an idempotent HTTP method is not enough: S3's PUT replaces another copy)."""
+    return read_or_tokened(operation_model)
 
 
 def failover_reason(exc: BaseException, operation_model: Any) -> str | None:
