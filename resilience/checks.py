@@ -224,11 +224,32 @@ def _beat_entries() -> list[Any]:
     return entries
 
 
-def _redis_password() -> str | None:
+def _redis_passwords() -> set[str]:
+    """The passwords of the Redis the library uses: in its URL, or in the django-redis cache it names
+    (``LOCATION`` URLs and ``OPTIONS["PASSWORD"]``)."""
     from urllib.parse import urlsplit
 
-    url = resilience_settings.REDIS
-    return urlsplit(url).password if isinstance(url, str) and url.startswith(URL_SCHEMES) else None
+    target = resilience_settings.REDIS
+    if not isinstance(target, str):
+        return set()
+    urls: list[str] = [target] if target.startswith(URL_SCHEMES) else []
+    found: set[str] = set()
+    cache: Any = settings.CACHES.get(target) if not urls else None
+    if isinstance(cache, dict):
+        location: Any = cache.get("LOCATION")
+        urls = [location] if isinstance(location, str) else [u for u in location or () if isinstance(u, str)]
+        options: Any = cache.get("OPTIONS") or {}
+        password = options.get("PASSWORD") if isinstance(options, dict) else None
+        if isinstance(password, str):
+            found.add(password)
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            found.add(password)
+    return found
 
 
 @register(Tags.compatibility)
@@ -253,7 +274,7 @@ def check_aws_credentials(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         hint = 'Set it to cryptography.fernet.Fernet.generate_key().decode(), or "env:NAME" with the key in $NAME.'
         messages.append(Error(str(exc), hint=hint, id="resilience.E015"))
     else:
-        if key.decode() == _redis_password():
+        if key.decode() in _redis_passwords():
             hint = "Anyone who can read Redis could then use the role: give the shared copy a key of its own."
             message = 'RESILIENCE["AWS"]["CREDENTIALS"]["encryption_key"] is the Redis password.'
             messages.append(Error(message, hint=hint, id="resilience.E015"))

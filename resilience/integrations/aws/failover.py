@@ -8,6 +8,10 @@ timeout (every declared operation is safe to send twice), or a 5xx or throttling
 region's retries are spent. Any other error, a 4xx above all, is raised at once: another region
 would give the same answer. No region is tried once the deadline has passed.
 
+With a deadline, each region but the last gets an equal share of the time left (two regions:
+half, then all that remains), so a region that hangs leaves the next one time to answer; a share of
+a second or more that runs out counts as one failure of that region's breaker.
+
 Order: the primary (the first region) while its breaker is closed or due a probe, then the others
 by breaker state, closed before half-open before open, stable within each. A half-open primary is
 tried first on purpose: its breaker closes only when probes succeed, and a failover client that
@@ -36,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise missing("boto3", "resilience.integrations.aws.failover") from exc
 
 from resilience.breakers.decorator import BreakerHandle, circuit_breaker
-from resilience.core.deadline import remaining
+from resilience.core.deadline import deadline, remaining
 from resilience.core.event import Event
 from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded
 from resilience.integrations.aws.classifiers import client_error_details, read_or_tokened, retry_kind, service_fault
@@ -47,6 +51,15 @@ from resilience.observability.events import emit
 REGION = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]+")  # us-east-1, eu-central-2, us-gov-west-1, cn-north-1
 RANKS = {"closed": 0, "disabled": 0, "half_open": 1}  # open and forced_open: 2
 LastKnownGood = Callable[..., Any]  # called with the operation's parameters; None: nothing known
+MIN_COUNTED_SHARE = 1.0  # seconds: a region silent for its share of the deadline, at least this long, failed
+
+
+class RegionTimeout(TimeoutError):
+    """A region did not answer within its share of the deadline (counted against its breaker)."""
+
+
+def _no_answer(region: str) -> None:
+    raise RegionTimeout(f"{region} did not answer within its share of the deadline")
 
 
 def failover_safe(operation_model: Any) -> bool:
@@ -129,8 +142,21 @@ class FailoverClient:
                 if remaining() == 0.0:
                     raise DeadlineExceeded(f"deadline passed before failing over from {order[index - 1]}") from error
                 self._event("failover", operation, order[index - 1], region, reason)
+            left = remaining()
+            share = left / (len(order) - index) if left is not None and index < len(order) - 1 else None
             try:
-                response = getattr(self.clients[region], operation)(**params)
+                if share is None:
+                    response = getattr(self.clients[region], operation)(**params)
+                else:
+                    with deadline(share):  # a region that hangs must leave the next one time to answer
+                        response = getattr(self.clients[region], operation)(**params)
+            except DeadlineExceeded as exc:
+                if share is None or not remaining():  # the caller's own deadline: nothing left to fail over with
+                    raise
+                if share >= MIN_COUNTED_SHARE:
+                    self._timed_out(region)
+                error, reason = exc, "region_timeout"
+                continue
             except Exception as exc:
                 found = failover_reason(exc, model)
                 if found is None:
@@ -141,6 +167,15 @@ class FailoverClient:
             return response
         assert error is not None  # at least one region, and each one either returned or failed
         return self._static(operation, params, error, reason)
+
+    def _timed_out(self, region: str) -> None:
+        """One failure for ``region``'s breaker: it did not answer within its share of the deadline.
+        (A call cut by a deadline counts for nothing by itself, so that a caller's short deadline
+        cannot open a shared breaker; a share of ``MIN_COUNTED_SHARE`` or more is no such caller.)"""
+        try:
+            self._breakers[region].call(_no_answer, region)
+        except (RegionTimeout, CircuitOpenError):
+            pass
 
     def _passed_over(self, operation: str, first: str) -> None:
         """A call that starts away from the last region that served (its breaker left closed) is a failover."""

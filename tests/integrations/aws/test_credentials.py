@@ -306,6 +306,21 @@ def test_the_redis_password_as_encryption_key_is_e015(configure: Any, settings: 
     assert credential_check_ids() == ["resilience.E015"]
 
 
+@pytest.mark.parametrize("cache", [
+    {"LOCATION": f"redis://:{KEY}@127.0.0.1:6379/15"},
+    {"LOCATION": ["redis://127.0.0.1:6379/15"], "OPTIONS": {"PASSWORD": KEY}},
+])  # fmt: skip
+def test_the_redis_password_of_the_cache_alias_as_encryption_key_is_e015(
+    configure: Any, settings: Any, role_arn: str, cache: dict[str, Any]
+) -> None:
+    """Before: E015 looked only at a REDIS URL, not at the django-redis cache REDIS names (the README's way)."""
+    settings.CELERY_BEAT_SCHEDULE = BEAT
+    configure("http://127.0.0.1:1", role_arn)
+    settings.CACHES = {**settings.CACHES, "shared": {"BACKEND": "django_redis.cache.RedisCache", **cache}}
+    settings.RESILIENCE = {**settings.RESILIENCE, "REDIS": "shared"}
+    assert credential_check_ids() == ["resilience.E015"]
+
+
 def test_no_beat_entry_is_w012(configure: Any, settings: Any, role_arn: str) -> None:
     settings.CELERY_BEAT_SCHEDULE = {"other": {"task": "app.tasks.other", "schedule": 60.0}}
     configure("http://127.0.0.1:1", role_arn)
