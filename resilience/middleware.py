@@ -20,7 +20,7 @@ from resilience.conf import on_reload, resilience_settings
 from resilience.core.deadline import deadline
 from resilience.core.event import Event
 from resilience.core.timeout_header import parse_grpc, parse_seconds
-from resilience.exceptions import CallTimeout, CircuitOpenError, DeadlineExceeded
+from resilience.exceptions import CallTimeout, CircuitOpenError, CredentialsUnavailable, DeadlineExceeded
 from resilience.observability.events import emit
 from resilience.ratelimit.admission import headers as ratelimit_headers
 from resilience.ratelimit.identity import peer_is_trusted
@@ -113,11 +113,14 @@ def _overloaded(route: Route) -> HttpResponse:
     return quiet(response)
 
 
-def _unavailable(exc: CircuitOpenError) -> HttpResponse:
+def _unavailable(retry_after: float | None) -> HttpResponse:
     """A critical feature's dependency is failing: a clear 503, no internals, and when to retry."""
     response = JsonResponse({"detail": "A service this page needs is unavailable. Try again shortly."}, status=503)
-    response["Retry-After"] = str(max(math.ceil(exc.retry_after), 1)) if exc.retry_after is not None else "60"
+    response["Retry-After"] = str(max(math.ceil(retry_after), 1)) if retry_after is not None else "60"
     return quiet(response)
+
+
+CREDENTIALS_RETRY_AFTER = 30.0  # seconds: no worker asks STS again sooner (integrations.aws.credentials)
 
 
 def _timed_out(request: HttpRequest, kind: str = "deadline_exceeded") -> HttpResponse:
@@ -270,5 +273,7 @@ class ResilienceMiddleware:
         if isinstance(exception, CallTimeout):  # a breaker's own timeout: the dependency was too slow
             return _timed_out(request, "call_timeout")
         if isinstance(exception, CircuitOpenError):
-            return _unavailable(exception)
+            return _unavailable(exception.retry_after)
+        if isinstance(exception, CredentialsUnavailable):  # STS down and the role's credentials expired
+            return _unavailable(CREDENTIALS_RETRY_AFTER)
         return None

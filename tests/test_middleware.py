@@ -88,6 +88,12 @@ def test_deadline_exceeded_becomes_a_small_504():
     assert response.json() == {"detail": "The request took too long."}
 
 
+def test_expired_aws_credentials_are_a_503_with_retry_after_not_a_500():
+    response = Client().get("/no-credentials/")
+    assert response.status_code == 503 and response["Retry-After"] == "30"
+    assert "role" not in response.content.decode()  # no internals
+
+
 def test_bulkhead_refuses_excess_requests_with_503_and_retry_after():
     while test_urls.inside.acquire(blocking=False):  # an earlier request's "inside" must not count for ours
         pass

@@ -23,6 +23,12 @@ def expire(request):
     raise DeadlineExceeded()
 
 
+def no_credentials(request):
+    from resilience.exceptions import CredentialsUnavailable
+
+    raise CredentialsUnavailable("no unexpired credentials for the role")
+
+
 def hold(request):
     inside.release()
     gate.wait(10)
@@ -56,6 +62,7 @@ urlpatterns = [
     path("items/<int:pk>/", report, name="item"),
     path("api/v1/deep/", report),
     path("expire/", expire),
+    path("no-credentials/", no_credentials),
     path("hold/", hold),
     path("async/report/", async_report),
     path("async/expire/", async_expire),
