@@ -224,6 +224,16 @@ def _beat_entries() -> list[Any]:
     return entries
 
 
+def _every(entry: dict[str, Any]) -> float | None:
+    """Seconds between a beat entry's runs when it says so plainly (a number or a timedelta); None
+    for a crontab or another schedule object, which the check does not second-guess."""
+    schedule = entry.get("schedule")
+    if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+        return float(schedule)
+    seconds = getattr(schedule, "total_seconds", None)
+    return float(seconds()) if callable(seconds) else None
+
+
 def _redis_passwords() -> set[str]:
     """The passwords of the Redis the library uses: in its URL, or in the django-redis cache it names
     (``LOCATION`` URLs and ``OPTIONS["PASSWORD"]``)."""
@@ -288,7 +298,19 @@ def check_aws_credentials(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="resilience.E016",
             )
         )
-    if not any(isinstance(e, dict) and e.get("task") == REFRESH_TASK for e in _beat_entries()):
+    refreshing = [e for e in _beat_entries() if isinstance(e, dict) and e.get("task") == REFRESH_TASK]
+    slower = [seconds for seconds in map(_every, refreshing) if seconds is not None and seconds > config.schedule]
+    if slower:
+        messages.append(
+            Warning(
+                f"The beat entry for {REFRESH_TASK!r} runs every {max(slower):g} s, but "
+                f'RESILIENCE["AWS"]["CREDENTIALS"]["schedule"] is {config.schedule:g} s: the credentials may run '
+                "under refresh_margin before a run comes.",
+                hint="Use resilience.tasks.beat_entry(schedule) with the same number, or change schedule to match.",
+                id="resilience.W013",
+            )
+        )
+    if not refreshing:
         messages.append(
             Warning(
                 f'RESILIENCE["AWS"]["CREDENTIALS"] is set, but no beat entry runs {REFRESH_TASK!r} '

@@ -278,7 +278,7 @@ BEAT = {"refresh": {"task": "resilience.tasks.refresh_aws_credentials", "schedul
 
 
 def credential_check_ids() -> list[str]:
-    return sorted(m.id for m in run_checks() if m.id in ("resilience.E015", "resilience.E016", "resilience.W012"))
+    return sorted(m.id for m in run_checks() if m.id in ("resilience.E015", "resilience.E016", "resilience.W012", "resilience.W013"))
 
 
 def test_good_settings_pass_the_credential_checks(configure: Any, settings: Any, role_arn: str, monkeypatch: Any) -> None:
@@ -319,6 +319,14 @@ def test_the_redis_password_of_the_cache_alias_as_encryption_key_is_e015(
     settings.CACHES = {**settings.CACHES, "shared": {"BACKEND": "django_redis.cache.RedisCache", **cache}}
     settings.RESILIENCE = {**settings.RESILIENCE, "REDIS": "shared"}
     assert credential_check_ids() == ["resilience.E015"]
+
+
+@pytest.mark.parametrize("every", [3000, __import__("datetime").timedelta(minutes=50)])
+def test_a_beat_entry_slower_than_the_schedule_is_w013(configure: Any, settings: Any, role_arn: str, every: Any) -> None:
+    """Before: a beat entry every 3,000 s with the settings' schedule at 300 s passed the checks (the trial)."""
+    settings.CELERY_BEAT_SCHEDULE = {"creds": {"task": "resilience.tasks.refresh_aws_credentials", "schedule": every}}
+    configure("http://127.0.0.1:1", role_arn)
+    assert credential_check_ids() == ["resilience.W013"]
 
 
 def test_no_beat_entry_is_w012(configure: Any, settings: Any, role_arn: str) -> None:
