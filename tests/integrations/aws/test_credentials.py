@@ -278,7 +278,8 @@ BEAT = {"refresh": {"task": "resilience.tasks.refresh_aws_credentials", "schedul
 
 
 def credential_check_ids() -> list[str]:
-    return sorted(m.id for m in run_checks() if m.id in ("resilience.E015", "resilience.E016", "resilience.W012", "resilience.W013"))
+    ids = ("resilience.E015", "resilience.E016", "resilience.W012", "resilience.W013")
+    return sorted(m.id for m in run_checks() if m.id in ids)
 
 
 def test_good_settings_pass_the_credential_checks(configure: Any, settings: Any, role_arn: str, monkeypatch: Any) -> None:
