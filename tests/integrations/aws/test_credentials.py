@@ -247,7 +247,7 @@ def test_sts_down_keeps_the_current_credentials_until_they_expire(
     # the proxy closes every connection it accepts
     [(error, expires_in)] = [(e.fields["error"], e.fields["expires_in"]) for e in failed]
     assert error == "ConnectionClosedError"
-    assert 299 <= expires_in <= 301  # STS's expiry is whole seconds of the real clock, this one is injected
+    assert 290 <= expires_in <= 305  # about 300: STS gives whole seconds of the real clock, this one is injected
     clock.now += 10  # within RETRY_INTERVAL: no new attempt, same credentials, no new event
     assert creds.get_frozen_credentials().access_key == first
     assert len([e for e in events if e.kind == "credentials_refresh_failed"]) == 1
