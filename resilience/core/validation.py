@@ -17,6 +17,16 @@ def reject_unknown_keys(values: Mapping[Any, Any], known: Iterable[str], path: s
         raise ConfigurationError(f"{path} has unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
 
 
+def over_defaults(value: Any, defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A settings dict (None: empty) over its ``defaults``: not a dict, or an unknown key, is an error naming ``path``."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{path} must be a dict, got {type(value).__name__}")
+    reject_unknown_keys(value, defaults, path)
+    return {**defaults, **value}
+
+
 def is_number(value: Any) -> TypeGuard[float]:
     """A real int or float, not NaN, not a bool (``True`` is an int to Python, never a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

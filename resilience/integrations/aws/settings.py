@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from resilience.core.validation import check_number, reject_unknown_keys
+from resilience.core.validation import check_number, over_defaults
 from resilience.exceptions import ConfigurationError
 
 AWS_DEFAULTS: dict[str, Any] = {
@@ -69,12 +69,7 @@ class CredentialsConfig:
 
 def parse_aws(value: Any, path: str) -> dict[str, Any]:
     """The AWS options over their defaults, each checked; ``CREDENTIALS`` a ``CredentialsConfig`` or None."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{path} must be a dict, got {type(value).__name__}")
-    reject_unknown_keys(value, AWS_DEFAULTS, path)
-    options = {**AWS_DEFAULTS, **value}
+    options = over_defaults(value, AWS_DEFAULTS, path)
     check_number(f'{path}["throttling_base"]', options["throttling_base"], 0, 3600)
     if options["CREDENTIALS"] is not None:
         options["CREDENTIALS"] = parse_credentials(options["CREDENTIALS"], f'{path}["CREDENTIALS"]')
@@ -89,10 +84,7 @@ def _text(value: Any, pattern: re.Pattern[str], path: str, what: str) -> str:
 
 def parse_credentials(value: Any, path: str) -> CredentialsConfig:
     """``RESILIENCE["AWS"]["CREDENTIALS"]`` checked key by key; messages never show the encryption key."""
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{path} must be a dict, got {type(value).__name__}")
-    reject_unknown_keys(value, CREDENTIALS_DEFAULTS, path)
-    o = {**CREDENTIALS_DEFAULTS, **value}
+    o = over_defaults(value, CREDENTIALS_DEFAULTS, path)  # called only when CREDENTIALS is not None
     arn = _text(o["role_arn"], ROLE_ARN, f'{path}["role_arn"]', "an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
     region = _text(o["region"], REGION, f'{path}["region"]', "an AWS region name such as 'eu-west-1'")
     name = _text(o["session_name"], SESSION_NAME, f'{path}["session_name"]', "2-64 characters of [A-Za-z0-9_+=,.@-]")

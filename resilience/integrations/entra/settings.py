@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience.core.validation import check_number, reject_unknown_keys
-from resilience.exceptions import ConfigurationError
+from resilience.core.validation import check_number, over_defaults
 
 ENTRA_DEFAULTS: dict[str, float] = {
     "max_staleness": 7 * 86_400,  # seconds cached metadata and keys stay usable while the provider is down
@@ -21,12 +20,7 @@ MAX_SECONDS = 365 * 86_400
 
 def parse_entra(value: Any, path: str) -> dict[str, float]:
     """The ENTRA options over their defaults; every one a number of seconds above 0."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{path} must be a dict, got {type(value).__name__}")
-    reject_unknown_keys(value, ENTRA_DEFAULTS, path)
-    options = {**ENTRA_DEFAULTS, **value}
+    options = over_defaults(value, ENTRA_DEFAULTS, path)
     for key, seconds in options.items():
         check_number(f'{path}["{key}"]', seconds, 0, MAX_SECONDS, low_open=True)
     return options
