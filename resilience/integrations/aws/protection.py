@@ -4,21 +4,22 @@ region, one retry layer (the ``aws`` policy) and the deadline in every attempt.
 Everything is installed on botocore's event system; nothing of boto3 or botocore is patched:
 
     ``before-call``       deadline check, botocore's retries checked off, breaker admission, budget
-    ``before-send``       each attempt's read timeout cut to the deadline (``attempt_deadline``)
+    ``before-send``       each attempt's connect and read timeouts cut to the deadline (``attempt_deadline``)
     ``needs-retry``       the retry decision (``retry_layer``)
     ``after-call``        the breaker's outcome from the response (``service_breakers``)
     ``after-call-error``  the breaker's outcome from the error
 
 botocore copies a session's event emitter into each client when the client is made, so a
-protected session protects the clients made from it afterwards; a client made earlier needs
+protected session protects the clients made from it afterwards (its ``creating-client-class``
+handler gives each such client the base class that bounds its connects by the deadline); a client made earlier needs
 ``protect(client)``. Every handler is registered with a ``unique_id``: protecting twice (or a
 client of a protected session) registers nothing more.
 
 botocore's own retries must be off, or attempts multiply (its default client makes up to 5 per
 call). ``protect(session)`` merges ``retries={"total_max_attempts": 1}`` into the session's default
-client config (and, when the session has none, a 2 s ``connect_timeout``: botocore has no
-per-request connect timeout for the deadline to cut, and its default is 60 s; a ``Config`` given to
-the session or the client wins); ``protect(client)`` refuses a client that retries on its own, and a call from a
+client config (and, when the session has none, a 2 s ``connect_timeout`` instead of botocore's 60 s: the
+deadline caps each connect, but a call made without a deadline has only this bound; a ``Config``
+given to the session or the client wins); ``protect(client)`` refuses a client that retries on its own, and a call from a
 client whose own config turns botocore's retries back on fails with ``ConfigurationError``.
 """
 
@@ -37,7 +38,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise missing("boto3", "resilience.integrations.aws.protection") from exc
 
 from resilience.exceptions import ConfigurationError
-from resilience.integrations.aws.attempt_deadline import bound_attempt, check_before_call
+from resilience.integrations.aws.attempt_deadline import (
+    add_bound_connects,
+    bound_attempt,
+    bound_connects,
+    check_before_call,
+    require_request_timeouts,
+)
 from resilience.integrations.aws.config import CONNECT_TIMEOUT, botocore_config, retries_off
 from resilience.integrations.aws.retry_layer import RetryLayer
 from resilience.integrations.aws.service_breakers import ServiceBreakers
@@ -106,9 +113,11 @@ protection = Protection()
 
 def protect(target: T) -> T:
     """Protect a boto3/botocore session (and the clients made from it afterwards) or one client; returns it."""
+    require_request_timeouts()
     if isinstance(target, BaseClient):
         if not retries_off(target.meta.config):
             raise _own_retries(target.meta.config.retries, f"the {target.meta.service_model.service_name} client")
+        bound_connects(target._endpoint)  # noqa: SLF001 - the client is made already: no creating-client-class left
         register = target.meta.events.register
     else:
         core = target._session if isinstance(target, boto3.session.Session) else target  # noqa: SLF001 - boto3 has no public accessor
@@ -119,6 +128,7 @@ def protect(target: T) -> T:
             default = Config(connect_timeout=CONNECT_TIMEOUT)
         core.set_default_client_config(botocore_config(default))
         register = core.register
+        register("creating-client-class", add_bound_connects, unique_id=UNIQUE_ID.format(event="creating-client-class"))
     for event, handler in protection.handlers():
         register(event, handler, unique_id=UNIQUE_ID.format(event=event))
     return target

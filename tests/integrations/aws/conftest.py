@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,18 @@ def outage(moto_url: str) -> Iterator[FaultProxy]:
     proxy = FaultProxy(host, int(port))
     yield proxy
     proxy.close()
+
+
+@pytest.fixture
+def unanswered_connects() -> Iterator[str]:
+    """An endpoint whose TCP connects hang: a listener with a backlog of 0, its one slot taken and
+    never accepted, so the kernel drops every further SYN (as a black-holed address does)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port), timeout=1)
+    yield f"http://127.0.0.1:{port}"
+    queued.close()
+    listener.close()
 
 
 @pytest.fixture

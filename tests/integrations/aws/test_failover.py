@@ -364,3 +364,14 @@ def test_regions_are_ordered_by_breaker_state_closed_then_half_open_then_open(se
     assert client.order() == [WEST, central, EAST]  # stable within a class: the declared order
     breakers.get(f"aws:secretsmanager:{EAST}").reset()
     assert client.order() == [EAST, WEST, central]
+
+
+def test_a_primary_whose_connects_hang_leaves_the_next_region_its_share_of_the_deadline(moto_url, unanswered_connects, events):
+    name = replicated_secret(moto_url)
+    client = secrets(unanswered_connects, moto_url, config=Config(connect_timeout=30))  # only the deadline ends the connect
+    started = time.monotonic()
+    with deadline(2.4):
+        assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert 1.1 < time.monotonic() - started < 2.4  # the primary's connect was cut at its share, half the deadline
+    [moved] = of(events, "failover")
+    assert moved.fields == {"operation": "get_secret_value", "from_region": EAST, "to_region": WEST, "reason": "region_timeout"}

@@ -102,3 +102,11 @@ def test_importing_the_aws_package_imports_neither_boto3_nor_botocore():
     code = "import sys, resilience.integrations.aws, resilience.integrations.aws.settings\nprint('botocore' in sys.modules)"
     result = run_without("boto3", code)
     assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr[-2000:]
+
+
+def test_protect_refuses_a_botocore_without_per_request_timeouts(monkeypatch):
+    from botocore.httpsession import URLLib3Session
+
+    monkeypatch.delattr(URLLib3Session, "_get_request_timeout")  # what botocore before 1.43.11 looks like
+    with pytest.raises(ConfigurationError, match=r"botocore>=1\.43\.11"):
+        session(**CREDENTIALS)
