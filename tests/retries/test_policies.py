@@ -114,6 +114,25 @@ def test_retry_budget_is_shared_by_every_worker_through_redis(test_redis, key_pr
     assert all(test_redis.ttl(k) > 0 for k in test_redis.scan_iter(f"{key_prefix}:*"))
 
 
+def test_calls_older_than_the_window_are_not_credited_to_the_shared_budget(test_redis, key_prefix):
+    """Found by the four-process AWS budget test's author: a worker whose calls all succeeded kept
+    counting them, and its first retry decision of an outage credited them all to that second."""
+    from resilience.core.clock import FakeClock
+
+    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
+    clock = FakeClock()
+    budget = RedisRetryBudget(client, "svc", prefix=key_prefix, ratio=0.1, floor_per_second=0.0, window=10, clock=clock)
+    for _ in range(3_600):  # an hour of calls that all succeeded: no retry decision, no round trip
+        for _call in range(10):
+            budget.record_call()
+        clock.advance(1.0)
+    assert len(budget._pending) == 10  # one count per second of the window, not one per second of the hour
+    grants = sum(budget.try_retry() for _ in range(50))
+    assert grants == 9  # 10 % of the 90 calls of the window's last 9 seconds (Redis keeps seconds after now - window)
+    sent = [int(v) for f, v in test_redis.hgetall(budget.keys.budget).items() if f.startswith(b"c:")]
+    assert sent == [90]
+
+
 def test_an_outage_cannot_multiply_load_retries_stay_within_the_budget(settings, key_prefix):
     settings.RESILIENCE = {
         "HISTORY": False,
