@@ -82,7 +82,7 @@ def test_the_cap_counts_every_scope_of_one_fallback_and_each_fallback_has_its_ow
             current_request.reset(token)
     for n in range(20):
         other(n)
-    keys = redis_keys(test_redis, key_prefix)
+    keys = [k for k in redis_keys(test_redis, key_prefix) if b":stale:" in k]  # importing test_chain first declares a breaker
     assert len(keys) == 2 * (5 + 1)  # five values and an index per fallback
 
 
