@@ -19,7 +19,7 @@ from typing import Any
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.event import Event
 from resilience.exceptions import ConfigurationError
-from resilience.observability.metrics import MetricsSink
+from resilience.observability.metrics import EVENT_TAGS, MetricsSink
 from resilience.signals import event_emitted
 
 __all__ = ["Event", "emit"]
@@ -46,6 +46,8 @@ _LEVELS = {
     "stale_full": logging.WARNING,  # a fallback reached its max_stale_keys
     "host_overflow": logging.WARNING,  # ResilientSession reached max_host_breakers
     "stream_deadline_exceeded": logging.WARNING,
+    "series_overflow": logging.WARNING,  # a metrics sink at its max_series: later series not shipped
+    "series_refused": logging.WARNING,  # series a metrics sink cannot ship (too many dimensions, bad names)
 }
 # Kinds that mark a change of state (or are already reported once or periodically): a log line each.
 # Every other kind can happen once per request (a rejection, a retry, a 429, a fallback used), so
@@ -61,7 +63,7 @@ STATE_CHANGES = frozenset({
 RECURRING = frozenset({"open_for elapsed", "probe failure"})
 SUMMARY_EVERY = 60.0  # seconds between two log lines of one (area, kind, name)
 MAX_SUMMARIES = 1024  # distinct (area, kind, name) tracked; past it, lines are summarised per (area, kind)
-_TAGGED_FIELDS = ("new_state", "state")
+_TAGGED_FIELDS = tuple(tag for tag in EVENT_TAGS if tag != "name")
 _PLAIN = re.compile(r"[A-Za-z0-9_.:@-]+")
 _sinks: list[MetricsSink] | None = None
 _loggers: dict[str, logging.Logger] = {}
@@ -90,7 +92,7 @@ def sinks() -> list[MetricsSink]:
     if _sinks is None:
         built: list[MetricsSink] = []
         try:
-            classes = resilience_settings.METRICS
+            classes = resilience_settings.METRICS.sinks
         except ConfigurationError as exc:
             _internal.error("no metrics sinks: %s", exc)
             classes = ()
@@ -104,8 +106,14 @@ def sinks() -> list[MetricsSink]:
 
 
 def _reset() -> None:
+    """Settings changed: the next event builds the sinks again; the old ones ship what they hold and stop."""
     global _sinks
-    _sinks = None
+    old, _sinks = _sinks or [], None
+    for sink in old:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - a settings change must not fail on a metrics sink
+            _internal.error("metrics sink %r failed to close: %s", sink, type(exc).__name__)
 
 
 on_reload(_reset)

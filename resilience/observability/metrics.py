@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from resilience.core.event import Event
@@ -17,6 +19,14 @@ GAUGES: dict[tuple[str, str], tuple[str, str]] = {
     ("aws", kind): ("resilience.aws.credentials_expires_in", "expires_in")  # seconds left: alert when low
     for kind in ("credentials_refreshed", "credentials_refresh_failed", "credentials_fresh", "credentials_expiring")
 }
+# The tags events put on metrics: ``name`` always, and ``new_state``/``state`` when the event has that
+# field (``events.emit``). No request input becomes a tag: names come from code and settings (HTTP host
+# breakers from the hosts your code calls, at most HTTP_MAX_HOST_BREAKERS), states from an enum.
+EVENT_TAGS = ("name", "new_state", "state")
+# Settings of individual sinks, by their key in ``RESILIENCE["METRICS"]``: the dotted path of each
+# key's parser ``(value or None, path) -> options``. Every key is parsed, whether or not its sink is
+# in SINKS, so a typo is a system-check error at start-up.
+SINK_SETTINGS: dict[str, str] = {"EMF": "resilience.observability.emf_settings.parse_emf"}
 
 
 class MetricsSink:
@@ -27,6 +37,10 @@ class MetricsSink:
 
     def gauge(self, metric: str, value: float, tags: dict[str, str] | None = None) -> None:
         """Set a level (the last value wins; ``GAUGES``). Default: nothing, so a sink that only counts still works."""
+
+    def close(self) -> None:
+        """Ship what is pending and stop (the settings changed, or the process exits); bounded, never
+        raises. Default: nothing, for sinks that keep no state of their own."""
 
 
 class InMemorySink(MetricsSink):
@@ -61,12 +75,21 @@ class InMemorySink(MetricsSink):
             return sum(v for (m, t), v in self.counters.items() if m == metric and set(tags.items()) <= set(t))
 
 
-def parse_metrics(value: Any, path: str) -> tuple[type[MetricsSink], ...]:
-    """The sink classes of ``RESILIENCE["METRICS"]`` (its ``PARSERS`` entry): each path must import and
-    name a ``MetricsSink`` subclass, so a typo is a system-check error at start-up, not a lost metric."""
+@dataclass(frozen=True)
+class MetricsSettings:
+    """``RESILIENCE["METRICS"]`` parsed: the sink classes, and each sink's own settings by key (``"EMF"``)."""
+
+    sinks: tuple[type[MetricsSink], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_metrics(value: Any, path: str) -> MetricsSettings:
+    """``RESILIENCE["METRICS"]`` (its ``PARSERS`` entry): each ``SINKS`` path must import and name a
+    ``MetricsSink`` subclass, and each key of ``SINK_SETTINGS`` must parse, so a typo is a system-check
+    error at start-up, not a lost metric."""
     if not isinstance(value, dict) or not isinstance(value.get("SINKS", []), (list, tuple)):
         raise ConfigurationError(f'{path} must be a dict with a list "SINKS", got {value!r}')
-    reject_unknown_keys(value, ("SINKS",), path)
+    reject_unknown_keys(value, ("SINKS", *SINK_SETTINGS), path)
     classes = []
     for i, dotted in enumerate(value.get("SINKS", [])):
         where = f'{path}["SINKS"][{i}]'
@@ -76,7 +99,8 @@ def parse_metrics(value: Any, path: str) -> tuple[type[MetricsSink], ...]:
         if not (isinstance(cls, type) and issubclass(cls, MetricsSink)):
             raise ConfigurationError(f"{where} names {dotted!r}, which is not a MetricsSink subclass")
         classes.append(cls)
-    return tuple(classes)
+    options = {key: import_path(parser, path)(value.get(key), f'{path}["{key}"]') for key, parser in SINK_SETTINGS.items()}
+    return MetricsSettings(tuple(classes), options)
 
 
 def gauge_of(event: Event) -> tuple[str, float] | None:
