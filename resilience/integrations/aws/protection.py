@@ -74,9 +74,9 @@ class Protection:
         config = context.get("client_config")
         if not retries_off(config):
             raise _own_retries(getattr(config, "retries", None), f"this {model.service_model.service_name} client")
-        self.retries.retryings()  # the policy from settings: a malformed one raises before any admission
+        transient, _ = self.retries.retryings()  # the policy from settings: a malformed one raises before any admission
         self.breakers.admit(model, context)  # CircuitOpenError: nothing is sent, nothing is counted
-        self.retries.start(context)
+        self.retries.start(context, transient)
 
     def before_send(self, request: Any, **kwargs: Any) -> None:
         bound_attempt(request)

@@ -80,9 +80,9 @@ class RetryLayer:
                 built = self._built = (policy, base, Retrying(transient, emit=emit), Retrying(throttled, emit=emit))
         return built[2], built[3]
 
-    def start(self, context: dict[str, Any]) -> None:
-        """``before-call``: count the call in the budget and open its bookkeeping."""
-        transient, _ = self.retryings()
+    def start(self, context: dict[str, Any], transient: Retrying) -> None:
+        """``before-call``: count the call in the budget and open its bookkeeping (``transient``: the
+        loop ``retryings()`` gave the caller, so it is not looked up twice per call)."""
         budget = transient.policy.budget
         if budget is not None:
             budget.record_call()
