@@ -45,10 +45,28 @@ OURS_MEM = "resilience, in-process"
 OURS_REDIS = "resilience, shared Redis"
 OURS_REDIS_DECO = "resilience, shared Redis, @decorator"
 OURS_DJANGO = "resilience, @circuit_breaker (Django, Redis)"
+OURS_MEM_PROM = "resilience, in-process, Prometheus sink"
+OURS_REDIS_PROM = "resilience, shared Redis, Prometheus sink"
 
 
 def fn() -> int:
     return 1
+
+
+def prometheus_emit() -> Any:
+    """An event path into a ``PrometheusSink`` (what ``events.emit`` does for each sink), or None
+    without prometheus_client. A successful closed call emits nothing: these rows show it costs nothing."""
+    try:
+        from resilience.observability.prometheus import PrometheusSink
+        from resilience.observability.prometheus_settings import PrometheusConfig
+    except ImportError:
+        return None
+    sink = PrometheusSink(PrometheusConfig())
+
+    def emit(event: Any) -> None:
+        sink.increment(f"resilience.{event.area}.{event.kind}", 1.0, {"name": event.name})
+
+    return emit
 
 
 @dataclass
@@ -148,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
             Variant(OURS_REDIS, harness.loop(shared.call, fn), uses_redis=True),
             Variant(OURS_REDIS_DECO, harness.loop(shared(fn)), uses_redis=True),
         ]
+        to_prometheus = prometheus_emit()
+        if to_prometheus is None:
+            print("(skipping the Prometheus sink variants: prometheus_client is not installed)\n")
+        else:
+            mem_prom = CircuitBreaker("bench", BreakerConfig(), MemoryBreakerStore(), emit=to_prometheus)
+            shared_prom = CircuitBreaker("bench", BreakerConfig(), store, emit=to_prometheus)
+            variants += [
+                Variant(OURS_MEM_PROM, harness.loop(mem_prom.call, fn)),
+                Variant(OURS_REDIS_PROM, harness.loop(shared_prom.call, fn), uses_redis=True),
+            ]
         if not args.no_django:
             try:
                 decorated, registry = _setup_django(args.redis_url, f"{prefix}-django")
@@ -213,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             (f"resilience with Redis ≤ 1.0 × pybreaker in-memory ({ours / pym:.2f}×)", ours <= 1.0 * pym),
             (f"pybreaker with Redis ≥ 40 × resilience with Redis ({pyr / ours:,.0f}×)", pyr >= 40 * ours),
         ]
+        if OURS_REDIS_PROM in by_name:
+            prom = by_name[OURS_REDIS_PROM].median
+            checks.append((
+                f"resilience with Redis and the Prometheus sink ≤ 1.2 × pybreaker in-memory ({prom / pym:.2f}×;"
+                f" without the sink {ours / pym:.2f}×)", prom <= 1.2 * pym,
+            ))  # fmt: skip
         for text, ok in checks:
             print(f"- {'PASS' if ok else 'FAIL'}: {text}")
         for problem in problems:

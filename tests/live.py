@@ -55,10 +55,12 @@ class LiveServer:
         timeout: int = 30,
         env: dict[str, str] | None = None,
         asgi: bool = False,
+        args: list[str] | None = None,
     ) -> None:
         self.overrides, self.workers, self.threads, self.timeout = overrides, workers, threads, timeout
         self.asgi = asgi  # uvicorn (ASGI) instead of gunicorn (WSGI)
         self.extra_env = env or {}
+        self.args = args or []  # more gunicorn arguments (e.g. ["-c", "gunicorn.conf.py"])
         self.port = live_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
@@ -84,7 +86,7 @@ class LiveServer:
             worker_class = ["-k", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []
             command = [
                 sys.executable, "-m", "gunicorn", "project.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-                "-w", str(self.workers), *worker_class, "--timeout", str(self.timeout), "--graceful-timeout", "2",
+                "-w", str(self.workers), *worker_class, "--timeout", str(self.timeout), "--graceful-timeout", "2", *self.args,
             ]  # fmt: skip
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20

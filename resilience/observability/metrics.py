@@ -26,7 +26,10 @@ EVENT_TAGS = ("name", "new_state", "state")
 # Settings of individual sinks, by their key in ``RESILIENCE["METRICS"]``: the dotted path of each
 # key's parser ``(value or None, path) -> options``. Every key is parsed, whether or not its sink is
 # in SINKS, so a typo is a system-check error at start-up.
-SINK_SETTINGS: dict[str, str] = {"EMF": "resilience.observability.emf_settings.parse_emf"}
+SINK_SETTINGS: dict[str, str] = {
+    "EMF": "resilience.observability.emf_settings.parse_emf",
+    "PROMETHEUS": "resilience.observability.prometheus_settings.parse_prometheus",
+}
 
 
 class MetricsSink:
