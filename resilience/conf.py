@@ -6,6 +6,7 @@ built from it (breakers, stores, metrics sinks).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for
     "HTTP_MAX_HOST_BREAKERS": 100,  # host breakers per ResilientSession breaker_prefix and process; later hosts share one
     "SIGNING_KEY": None,  # HMAC key sealing shared values read back from Redis; None: derived from SECRET_KEY
+    "REQUEST_ID_HEADER": "X-Request-ID",  # a request id believed from TRUSTED_PROXIES only (log lines); None: always our own
 }
 ROOT = "RESILIENCE"
 TIMEOUT_HEADER_MODES = ("trusted_proxies", "any", "none")
@@ -85,6 +87,11 @@ def _timeout_headers(value: Any, path: str) -> None:
         raise ConfigurationError(f"{path} must be one of {', '.join(map(repr, TIMEOUT_HEADER_MODES))}, got {value!r}")
 
 
+def _header_name(value: Any, path: str) -> None:
+    if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value)):
+        raise ConfigurationError(f"{path} must be None or an HTTP header name (letters, digits, '-'), got {value!r}")
+
+
 def _signing_key(value: Any, path: str) -> None:
     if value is not None and (not isinstance(value, str) or len(value) < 32):
         raise ConfigurationError(f"{path} must be None or a string of at least 32 characters")
@@ -105,6 +112,7 @@ VALIDATORS: dict[str, Validator] = {
     "FALLBACK_MAX_STALE_KEYS": _whole(1_000_000),
     "HTTP_MAX_HOST_BREAKERS": _whole(100_000),
     "SIGNING_KEY": _signing_key,
+    "REQUEST_ID_HEADER": _header_name,
 }
 
 

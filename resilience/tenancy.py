@@ -17,6 +17,7 @@ from resilience.observability.events import emit
 current_request: contextvars.ContextVar[Any] = contextvars.ContextVar("resilience_request", default=None)
 TenantResolver = Callable[[Any], Any]
 _NOT_YET = object()
+LOG_TENANT = "_resilience_log_tenant"  # the tenant a DRF Request resolved, on its Django request, for log lines
 
 
 def parse_resolver(value: Any, path: str) -> TenantResolver:
@@ -44,6 +45,9 @@ def tenant_of(request: Any) -> str | None:
     tenant = value if isinstance(value, str) and value else None
     try:
         request._resilience_tenant = tenant
+        inner = request.__dict__.get("_request")  # a DRF Request: tell the Django request's log lines too
+        if tenant is not None and inner is not None:
+            inner.__dict__[LOG_TENANT] = tenant  # for observability.logs only; this function's cache is untouched
     except AttributeError:  # an object without attributes of its own: resolved again when asked again
         pass
     return tenant
