@@ -13,13 +13,18 @@ def dependency(fail: bool) -> str:
     return "ok"
 
 
+@circuit_breaker("y")
+def healthy() -> str:
+    return "ok"
+
+
 def call(request):
     """``?fail=1&times=3``: call the dependency ``times`` times in this request; the outcome of each."""
     fail, times = request.GET.get("fail") == "1", min(int(request.GET.get("times", "1")), 20)
     outcomes = []
     for _ in range(times):
         try:
-            outcomes.append(dependency(fail))
+            outcomes.append(healthy() if request.GET.get("breaker") == "y" else dependency(fail))
         except CircuitOpenError:
             outcomes.append("rejected")
         except RuntimeError:

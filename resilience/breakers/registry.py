@@ -16,7 +16,7 @@ from resilience.core.event import Event
 from resilience.core.ports import BreakerStore
 from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import ConfigurationError, StoreUnavailableError, UnknownBreakerError
-from resilience.observability.events import emit
+from resilience.observability.events import emit, sinks
 from resilience.storage import breaker_store
 
 MAX_NAME = 200
@@ -74,6 +74,10 @@ class BreakerRegistry:
     def _build_store(self) -> BreakerStore:
         return breaker_store(stats_source=self._local_stats)
 
+    def local(self) -> list[CircuitBreaker]:
+        """This process's breaker objects (made on first use since the last settings change)."""
+        return list(self._breakers.values())
+
     def _local_stats(self) -> dict[str, WindowSnapshot]:
         return {name: b.local_stats() for name, b in list(self._breakers.items())}
 
@@ -105,6 +109,10 @@ class BreakerRegistry:
                     pass  # name stays pending and is announced at the next listing or new breaker
         return name
 
+    def declared(self) -> set[str]:
+        """The names code in this process declared (decorators, ``degradable``, templates)."""
+        return set(self._declared)
+
     def _announce(self) -> None:
         pending = self._declared.keys() - self._announced
         if not pending:
@@ -127,6 +135,7 @@ class BreakerRegistry:
             if breaker is None:
                 breaker = self._breakers[name] = CircuitBreaker(name, config, self.store, emit=emit)
         self._announce()
+        sinks()  # built now, not at the first event: a sink that exports call totals must run without one
         return breaker
 
     def names(self) -> list[str]:

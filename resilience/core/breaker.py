@@ -32,6 +32,7 @@ T = TypeVar("T")
 # ``EnumType.__getattr__`` (~100 ns), which dominated the closed-state hot path.
 _CLOSED, _OPEN, _HALF_OPEN, _FORCED_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN, State.FORCED_OPEN
 _SUCCESS, _FAILURE, _CANCEL = Outcome.SUCCESS, Outcome.FAILURE, Outcome.CANCEL
+IGNORED = 2  # index of ignored calls (cancelled, ``ignore``d, cut by the deadline) in CircuitBreaker._totals
 _PASS = (_CLOSED, State.DISABLED)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -65,6 +66,9 @@ class CircuitBreaker:
         self._clock = clock
         self._emit = emit
         self._lock = threading.Lock()
+        # Calls settled in this process since it started: [successful, failed, ignored] (rejections are
+        # events). Plain integers under the lock the window takes anyway; exporters read call_totals().
+        self._totals = [0, 0, 0]
         self._window: Window = self._new_window()
         self._window_gen = store.view(name).gen
         self._tickets: contextvars.ContextVar[list[Ticket]] = contextvars.ContextVar(f"breaker:{name}")
@@ -85,6 +89,15 @@ class CircuitBreaker:
 
     def view(self) -> StateView:
         return self._store.view(self.name)
+
+    def call_totals(self) -> tuple[int, int, int]:
+        """(successful, failed, ignored) calls settled by this process through this breaker so far."""
+        with self._lock:
+            return (self._totals[0], self._totals[1], self._totals[2])
+
+    def _total(self, index: int) -> None:
+        with self._lock:
+            self._totals[index] += 1
 
     def local_stats(self) -> WindowSnapshot:
         """This process's window counts for the current generation."""
@@ -159,6 +172,7 @@ class CircuitBreaker:
     def _record(self, ticket: Ticket, outcome: Outcome) -> bool:
         """Count a closed-state call in the window; True when the window now calls for a trip."""
         if outcome is _CANCEL:
+            self._total(IGNORED)
             return False
         slow_call = self.config.slow_call
         slow = slow_call is not None and self._clock.monotonic() - ticket.started >= slow_call
@@ -168,9 +182,11 @@ class CircuitBreaker:
         """Add one call of generation ``gen`` to the window; True when the window now calls for a trip."""
         view = self._view(self.name)
         if view.gen != gen or view.state is not _CLOSED:
-            return False  # started under another generation: must not change the current one
+            self._total(failure)  # a call all the same, but of another generation: not in the current window
+            return False
         now = self._clock.monotonic()
         with self._lock:
+            self._totals[failure] += 1  # index 0: successful, 1: failed
             if self._window_gen != gen:
                 self._window, self._window_gen = self._new_window(), gen
             calls, failures, slows = self._window.record(now, failure, slow)
@@ -192,6 +208,7 @@ class CircuitBreaker:
         if outcome is _SUCCESS and self.config.slow_call is not None:
             if self._clock.monotonic() - ticket.started >= self.config.slow_call:
                 outcome = _FAILURE  # a slow probe does not prove recovery
+        self._total(IGNORED if outcome is _CANCEL else int(outcome is _FAILURE))
         old, view = self._store.release(self.name, self.config, ticket.gen, ticket.permit, outcome)
         self._transition(old, view, reason=f"probe {outcome.value}")
 

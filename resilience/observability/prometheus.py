@@ -6,6 +6,12 @@ value in the worker's mmap file). Nothing is exported until a scrape: ``resilien
 workers' files (``MultiProcessCollector``) and adds ``BreakerStateCollector``, which reads every
 breaker from the shared store at that moment, so the state is exact, not a sample of one worker.
 
+Calls through a breaker that succeed, fail or are ignored emit no event (that would be the closed
+state's hot path): each breaker keeps plain totals in process (``CircuitBreaker.call_totals()``),
+and ``CallTotalsExporter`` adds what they grew by to ``resilience_breaker_calls_total`` every
+``export_interval`` seconds (5), at each scrape of this process and when the sink closes, off the
+path of every call. Rejections (``not_permitted``) are events and counted as they happen.
+
 Event metrics (``resilience.<area>.<kind>``) map to families named in resilience4j's spirit
 (``ROUTES``); any other event is ``resilience_events_total{area,kind,name}``. Labels are bounded:
 ``name`` comes from code and settings (breaker, policy, service names; at most 200 characters), and
@@ -15,9 +21,12 @@ comes from a closed set. No request input ever becomes a label.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 try:
     from prometheus_client import Counter, Gauge
@@ -69,7 +78,10 @@ ROUTES: dict[str, tuple[str, dict[str, str]]] = {
     "resilience.ratelimit.shadow_rejected": ("ratelimit", {"decision": "shadow_rejected"}),
     **{f"resilience.fallback.{step}": ("fallback", {"step": step}) for step in FALLBACK_STEPS},
     **{f"resilience.aws.{kind}": ("failover", {"kind": kind}) for kind in ("failover", "failback", "last_known_good")},
+    # not events: the breakers' call totals, exported every ``export_interval`` (``CallTotalsExporter``)
+    **{f"resilience.breaker.{kind}": ("calls", {"kind": kind}) for kind in ("successful", "failed", "ignored")},
 }
+CALL_KINDS = ("successful", "failed", "ignored")  # the order of ``CircuitBreaker.call_totals()``
 GAUGE_NAMES = {"resilience.aws.credentials_expires_in": "resilience_aws_credentials_expires_in_seconds"}
 
 _lock = threading.Lock()
@@ -93,11 +105,21 @@ def _build() -> None:
 class PrometheusSink(MetricsSink):
     """Counts events in prometheus_client counters (``RESILIENCE["METRICS"]["PROMETHEUS"]``)."""
 
-    def __init__(self, config: PrometheusConfig | None = None) -> None:
+    def __init__(self, config: PrometheusConfig | None = None, *, thread: bool = True) -> None:
         self.config = config if config is not None else resilience_settings.METRICS.options["PROMETHEUS"]
         _build()
         self._seen: dict[str, set[tuple[str, ...]]] = {key: set() for key in FAMILIES}
         self._seen_lock = threading.Lock()
+        self.exporter = CallTotalsExporter(self, self.config.export_interval)
+        if thread:
+            self.exporter.start()
+        _current[0] = self
+
+    def close(self) -> None:
+        self.exporter.stop()
+        self.exporter.export()
+        if _current[0] is self:
+            _current[0] = None
 
     def labels(self, metric: str, tags: dict[str, str] | None) -> tuple[str, tuple[str, ...]]:
         """The family and label values ``metric`` with ``tags`` is counted under (bounded, see the module)."""
@@ -131,6 +153,54 @@ class PrometheusSink(MetricsSink):
         gauge = _gauges.get(metric)
         if gauge is not None:
             gauge.labels(str((tags or {}).get("name", ""))[:MAX_LABEL]).set(value)
+
+
+_current: list[PrometheusSink | None] = [None]  # the sink of the current settings, for the scrape view
+
+
+def export_call_totals() -> None:
+    """Bring this process's call totals into the counters now (the scrape view calls it first)."""
+    sink = _current[0]
+    if sink is not None:
+        sink.exporter.export()
+
+
+class CallTotalsExporter:
+    """Adds what each breaker's ``call_totals()`` grew by since the last export to the ``calls`` family."""
+
+    def __init__(self, sink: PrometheusSink, interval: float) -> None:
+        self.sink, self.interval = sink, interval
+        self._last: weakref.WeakKeyDictionary[Any, tuple[int, int, int]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name="resilience-prometheus-export").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.export()
+            except Exception:  # noqa: BLE001 - the exporter must outlive a broken breaker or counter
+                pass
+
+    def export(self) -> None:
+        from resilience.breakers.registry import breakers  # the registry imports the event path
+
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked child: its breakers start from the parent's totals
+                self._pid, self._last = os.getpid(), weakref.WeakKeyDictionary()
+            for breaker in breakers.local():
+                totals = breaker.call_totals()
+                last = self._last.get(breaker, (0, 0, 0))
+                for kind, now, before in zip(CALL_KINDS, totals, last, strict=True):
+                    if now > before:
+                        self.sink.increment(f"resilience.breaker.{kind}", float(now - before), {"name": breaker.name})
+                self._last[breaker] = totals
 
 
 class BreakerStateCollector:

@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the prometheu
 
 from resilience.conf import resilience_settings
 from resilience.core.client_ip import client_ip, is_trusted
-from resilience.observability.prometheus import BreakerStateCollector
+from resilience.observability.prometheus import BreakerStateCollector, export_call_totals
 
 
 def may_scrape(request: HttpRequest) -> bool:
@@ -58,6 +58,7 @@ def registry() -> CollectorRegistry:
 def metrics(request: HttpRequest) -> HttpResponse:
     if not may_scrape(request):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
+    export_call_totals()  # this process's calls up to now; other workers export every export_interval
     response = HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
     response["Cache-Control"] = "no-store"
     return response

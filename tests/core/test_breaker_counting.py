@@ -248,3 +248,23 @@ def test_a_timed_sync_call_runs_in_a_named_daemon_thread_and_is_waited_for():
     assert b.call(work) == sum(range(2_000_000))
     assert seen == {"daemon": True, "name": "breaker-dep"}
     assert b.local_stats().failures == 0
+
+
+def test_call_totals_count_every_settled_call_by_kind_in_this_process():
+    breaker = CircuitBreaker("totals", BreakerConfig(minimum_calls=4, failure_rate=50, window_type="count", window=10,
+                                                     ignore=(KeyError,)), MemoryBreakerStore())  # fmt: skip
+
+    def fail(exc):
+        raise exc
+
+    for _ in range(3):
+        breaker.call(lambda: 1)
+    with pytest.raises(KeyError):
+        breaker.call(fail, KeyError("ignored by configuration"))
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            breaker.call(fail, ConnectionError())
+    assert breaker.state == "open"  # 3 of 6 counted calls failed
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: 1)  # not permitted: an event, not a settled call
+    assert breaker.call_totals() == (3, 3, 1)

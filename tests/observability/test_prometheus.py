@@ -20,7 +20,7 @@ from resilience.core.event import Event
 from resilience.exceptions import ConfigurationError
 from resilience.observability.events import emit
 from resilience.observability.metrics import parse_metrics
-from resilience.observability.prometheus import OTHER, PrometheusSink
+from resilience.observability.prometheus import OTHER, PrometheusSink, export_call_totals
 from resilience.observability.prometheus_settings import PrometheusConfig
 
 from ..live import LiveServer
@@ -70,6 +70,28 @@ def test_events_are_counted_under_resilience4j_style_names(settings):
         "other": sample("resilience_events_total", area="storage", kind="store_unavailable", name="breaker"),
     }
     assert {k: after[k] - before[k] for k in before} == {k: 3.0 if k == "other" else 1.0 for k in before}
+
+
+def test_breaker_calls_are_counted_by_kind_from_the_breakers_totals_off_the_call_path(settings):
+    configure(settings, {"export_interval": 300})  # the thread stays out of it: the test exports by hand
+    breaker = breakers.get_or_create("kinds-a", minimum_calls=100, ignore=(KeyError,))
+
+    def raising(exc):
+        raise exc
+
+    def counts():
+        return [sample("resilience_breaker_calls_total", name="kinds-a", kind=k) for k in ("successful", "failed", "ignored")]
+
+    before = counts()
+    for _ in range(5):
+        breaker.call(lambda: 1)
+    for exc in (ConnectionError(), ConnectionError(), KeyError("ignored")):
+        with pytest.raises((ConnectionError, KeyError)):
+            breaker.call(raising, exc)
+    assert counts() == before  # nothing reached Prometheus on the calls' path
+    export_call_totals()
+    export_call_totals()  # a second export adds only what grew since the first: nothing
+    assert [a - b for a, b in zip(counts(), before, strict=True)] == [5.0, 2.0, 1.0]
 
 
 def test_credentials_lifetime_is_a_gauge(settings):
@@ -169,7 +191,7 @@ def test_one_scrape_of_four_gunicorn_workers_shows_the_trip_once_and_counts_add_
         "RESILIENCE": {
             "HISTORY": False, "REDIS": django_settings.TEST_REDIS_URL, "KEY_PREFIX": key_prefix, "SYNC_INTERVAL": 0.1,
             "BREAKERS": {"x": {"minimum_calls": 3, "failure_rate": 50, "window_type": "count", "window": 10, "open_for": 300}},
-            "METRICS": {"SINKS": [PROMETHEUS], "PROMETHEUS": {"allow": ["127.0.0.1/32"]}},
+            "METRICS": {"SINKS": [PROMETHEUS], "PROMETHEUS": {"allow": ["127.0.0.1/32"], "export_interval": 0.2}},
         },
     }  # fmt: skip
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
@@ -182,10 +204,15 @@ def test_one_scrape_of_four_gunicorn_workers_shows_the_trip_once_and_counts_add_
             response = requests.get(server.url + "/call/", timeout=5)
             return response.headers["X-Worker-Pid"], response.json()["outcomes"]
 
+        def fine(_: int) -> str:
+            return requests.get(server.url + "/call/?breaker=y&times=2", timeout=5).headers["X-Worker-Pid"]
+
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(one, range(40)))
+            served = set(pool.map(fine, range(30)))  # 60 successful calls of y, over several workers
         rejected = sum(outcomes.count("rejected") for _, outcomes in results)
-        assert len({pid for pid, _ in results}) > 1  # spread over workers
+        assert len({pid for pid, _ in results}) > 1 and len(served) > 1  # spread over workers
+        time.sleep(1.0)  # every worker exports its call totals (export_interval 0.2 s)
         text = requests.get(server.url + URL, timeout=5).text
 
     assert scraped(text, "resilience_breaker_state", name="x", state="open") == 1.0
@@ -193,3 +220,5 @@ def test_one_scrape_of_four_gunicorn_workers_shows_the_trip_once_and_counts_add_
     assert scraped(text, "resilience_breaker_transitions_total", name="x", to_state="open") == 1.0
     assert rejected == 40
     assert scraped(text, "resilience_breaker_calls_total", kind="not_permitted", name="x") == rejected
+    assert scraped(text, "resilience_breaker_calls_total", kind="failed", name="x") == 3.0  # the trip's calls
+    assert scraped(text, "resilience_breaker_calls_total", kind="successful", name="y") == 60.0  # added up across workers
