@@ -65,10 +65,8 @@ def dimension_value(text: str) -> str:
     return value[:MAX_VALUE]
 
 
-def parse_emf(value: Any, path: str) -> EMFConfig:
-    """The EMF options over ``EMF_DEFAULTS`` (None: all defaults); each error names its key."""
-    options = over_defaults(value, EMF_DEFAULTS, path)
-    namespace = options["namespace"]
+def check_namespace(namespace: Any, path: str) -> str:
+    """``namespace`` when CloudWatch takes it as a namespace; else ``ConfigurationError`` naming ``path``."""
     if (
         not isinstance(namespace, str)
         or not NAMESPACE.fullmatch(namespace)
@@ -76,9 +74,15 @@ def parse_emf(value: Any, path: str) -> EMFConfig:
         or namespace.startswith("AWS/")
     ):
         raise ConfigurationError(
-            f'{path}["namespace"] must be 1-{MAX_NAMESPACE} of A-Z a-z 0-9 . _ # : / - '
-            f'and not start with "AWS/", got {str(namespace)[:100]!r}'
+            f'{path} must be 1-{MAX_NAMESPACE} of A-Z a-z 0-9 . _ # : / - and not start with "AWS/", got {str(namespace)[:100]!r}'
         )
+    return namespace
+
+
+def parse_emf(value: Any, path: str) -> EMFConfig:
+    """The EMF options over ``EMF_DEFAULTS`` (None: all defaults); each error names its key."""
+    options = over_defaults(value, EMF_DEFAULTS, path)
+    namespace = check_namespace(options["namespace"], f'{path}["namespace"]')
     check_number(f'{path}["interval"]', options["interval"], 1, 3600)
     check_number(f'{path}["max_series"]', options["max_series"], 1, 1_000_000, integer=True)
     resolution = options["storage_resolution"]
@@ -89,7 +93,7 @@ def parse_emf(value: Any, path: str) -> EMFConfig:
         raise ConfigurationError(f'{path}["logger"] must be None (standard output) or a logger name, got {logger!r}')
     return EMFConfig(
         namespace=namespace,
-        dimensions=_dimensions(options["dimensions"], f'{path}["dimensions"]'),
+        dimensions=parse_dimensions(options["dimensions"], f'{path}["dimensions"]'),
         interval=float(options["interval"]),
         logger=logger,
         storage_resolution=resolution,
@@ -97,7 +101,8 @@ def parse_emf(value: Any, path: str) -> EMFConfig:
     )
 
 
-def _dimensions(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+def parse_dimensions(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """Static dimensions (a dict name -> value) as CloudWatch takes them, leaving room for the event tags."""
     if not isinstance(value, dict):
         raise ConfigurationError(f"{path} must be a dict of dimension name -> value, got {type(value).__name__}")
     if len(value) > MAX_STATIC_DIMENSIONS:

@@ -48,6 +48,9 @@ _LEVELS = {
     "stream_deadline_exceeded": logging.WARNING,
     "series_overflow": logging.WARNING,  # a metrics sink at its max_series: later series not shipped
     "series_refused": logging.WARNING,  # series a metrics sink cannot ship (too many dimensions, bad names)
+    "batch_dropped": logging.WARNING,  # a CloudWatchSink batch not sent: full queue, open breaker, closing
+    "notice_dropped": logging.WARNING,  # an alert notice lost from a full queue (observability.alerts)
+    "send_failed": logging.WARNING,  # a notifier did not take an alert notice
 }
 # Kinds that mark a change of state (or are already reported once or periodically): a log line each.
 # Every other kind can happen once per request (a rejection, a retry, a 429, a fallback used), so

@@ -29,6 +29,7 @@ EVENT_TAGS = ("name", "new_state", "state")
 SINK_SETTINGS: dict[str, str] = {
     "EMF": "resilience.observability.emf_settings.parse_emf",
     "PROMETHEUS": "resilience.observability.prometheus_settings.parse_prometheus",
+    "CLOUDWATCH": "resilience.observability.cloudwatch_settings.parse_cloudwatch",
 }
 
 

@@ -458,7 +458,7 @@ def test_a_breaker_opening_through_real_calls_is_one_transition_in_the_emf_line(
         ({"EMF": {"max_series": 0}}, f'{PATH}["max_series"] must be a whole number from 1 to 1000000'),
         ({"EMF": {"namspace": "x"}}, f"{PATH} has unknown key(s) 'namspace'; known: dimensions, interval"),
         ({"EMF": []}, f"{PATH} must be a dict, got list"),
-        ({"EMFF": {}}, "RESILIENCE[\"METRICS\"] has unknown key(s) 'EMFF'; known: EMF, PROMETHEUS, SINKS"),
+        ({"EMFF": {}}, "RESILIENCE[\"METRICS\"] has unknown key(s) 'EMFF'; known: CLOUDWATCH, EMF, PROMETHEUS, SINKS"),
     ],
 )
 def test_a_malformed_emf_setting_is_a_start_up_error_naming_the_key(settings, metrics, message):
