@@ -11,6 +11,9 @@ class ResilienceConfig(AppConfig):
         from resilience.observability import history
 
         history.connect()
+        from resilience.observability.alerts import dispatch
+
+        dispatch.connect()
 
         from resilience.middleware import admission_checks
         from resilience.ratelimit.admission import admission_check

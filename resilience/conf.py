@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMITS": {},  # "ip": the middleware's per-client limit; "fail"; "ipv6_prefix" (see README)
     "ENTRA": {},  # max_staleness, retry_interval, kid_refresh_interval (seconds): integrations.entra.settings
     "AWS": {},  # throttling_base (seconds), CREDENTIALS (the shared role credentials): integrations.aws.settings
+    "ALERTS": {},  # rules, notifiers (email, webhook, sns), queue_size, celery: observability.alerts.settings
     "TIMEOUT_HEADERS": "trusted_proxies",  # who may shorten a deadline: "trusted_proxies" | "any" | "none"
     "TIMEOUT_HEADER_FLOOR": 0.1,  # seconds: no caller's header makes a deadline shorter than this
     "FALLBACK_MAX_STALE_KEYS": 1000,  # distinct argument tuples each @fallback(stale_for=...) keeps stale values for
@@ -61,7 +62,8 @@ def _whole(high: int) -> Validator:
 
 def _redis(value: Any, path: str) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ConfigurationError(f"{path} must be a cache alias or a redis:// URL, got {value!r}")
+        shown = repr(value) if isinstance(value, str) else type(value).__name__  # a dict or bytes may hold a password
+        raise ConfigurationError(f"{path} must be a cache alias or a redis:// URL, got {shown}")
 
 
 def _key_prefix(value: Any, path: str) -> None:
@@ -141,6 +143,7 @@ PARSERS: dict[str, str] = {
     "ENTRA": "resilience.integrations.entra.settings.parse_entra",
     "AWS": "resilience.integrations.aws.settings.parse_aws",
     "METRICS": "resilience.observability.metrics.parse_metrics",
+    "ALERTS": "resilience.observability.alerts.settings.parse_alerts",
 }
 # The check id that reports a key's problem (default resilience.E001).
 CHECK_IDS: dict[str, str] = {

@@ -1,4 +1,5 @@
-"""Celery tasks of the app: ``resilience.tasks.refresh_aws_credentials``, run by a beat entry.
+"""Celery tasks of the app: ``resilience.tasks.refresh_aws_credentials``, run by a beat entry, and
+``resilience.tasks.send_alert``, which sends an alert notice when ``RESILIENCE["ALERTS"]["celery"]``.
 
 The task takes no arguments and returns nothing (``ignore_result=True``): no credential is ever in
 a task message or a result backend. Its run refreshes the shared role credentials only when they
@@ -41,3 +42,18 @@ def refresh_aws_credentials() -> None:
     from resilience.integrations.aws.credentials import refresh
 
     refresh()
+
+
+SEND_ALERT_TASK = "resilience.tasks.send_alert"
+
+
+@shared_task(name=SEND_ALERT_TASK, ignore_result=True)
+def send_alert(notice: dict[str, Any]) -> None:
+    """Send one alert notice (``RESILIENCE["ALERTS"]`` with ``"celery": True``) to this worker's
+    notifiers. The message holds only the notice's plain data: notifiers, and the webhook secret,
+    come from the worker's own settings; failures are ``alerts send_failed`` events."""
+    from resilience.observability.alerts.dispatch import dispatcher, send_now
+
+    current = dispatcher()
+    if current is not None:
+        send_now(notice, current.notifiers)
