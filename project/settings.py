@@ -82,6 +82,7 @@ RESILIENCE = {
         {"path": "/api/*", "timeout": 5, "max_concurrency": 100},
         {"name": "quote", "timeout": 3},
     ],
+    "METRICS": {"SINKS": ["resilience.observability.metrics.InMemorySink"]},  # counters for the /status/ page
 }
 
 REST_FRAMEWORK = {"DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"]}

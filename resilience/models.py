@@ -28,6 +28,7 @@ class CircuitEvent(models.Model):
     reason = models.CharField(max_length=100, blank=True)
     actor = models.CharField(max_length=150, blank=True, help_text="Who acted by hand; empty for automatic transitions.")
     failure_rate = models.FloatField(null=True)
+    slow_rate = models.FloatField(null=True)
     calls = models.IntegerField(null=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -63,6 +63,14 @@ def row_probe(driver: WebDriver, name: str) -> str:
     return str(row(driver, name).find_element(By.CSS_SELECTOR, "td.circuit-probe").text.strip())
 
 
+def confirm(driver: WebDriver, name: str, label: str) -> None:
+    """Every manual action shows a confirmation page first: check it names the breaker, then say yes."""
+    button = wait_for(driver, lambda d: d.find_element(By.ID, "confirm-yes"), f"no confirmation page for {label} {name}")
+    assert driver.find_element(By.ID, "confirm-name").text == name
+    assert button.get_attribute("value") == f"Yes, {label.lower()} {name}"
+    button.click()
+
+
 def messages(driver: WebDriver, level: str) -> list[str]:
     return [li.text for li in driver.find_elements(By.CSS_SELECTOR, f"ul.messagelist li.{level}")]
 
@@ -119,6 +127,7 @@ def test_staff_user_with_change_permission_resets_an_open_breaker_and_sees_it_cl
         browser.save_screenshot(os.environ["CIRCUITS_SCREENSHOT"])
 
     row(browser, "payments").find_element(By.CSS_SELECTOR, "button.circuit-reset").click()
+    confirm(browser, "payments", "Reset")
 
     wait_for(browser, lambda d: messages(d, "success"), "no success message after reset")
     assert browser.current_url == f"{live_server.url}{CHANGELIST}"  # redirected back to the page (POST/redirect/GET)
@@ -142,14 +151,16 @@ def test_user_with_only_view_permission_sees_state_but_no_actions_and_cannot_pos
     assert wait_for(browser, lambda d: row_state(d, "payments"), "no payments row") == "forced_open"
     assert browser.find_elements(By.CSS_SELECTOR, "#circuits button.circuit-reset") == []
     assert browser.find_elements(By.CSS_SELECTOR, "#circuits button.circuit-force-open") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#circuits button.circuit-disable") == []
     assert browser.find_elements(By.CSS_SELECTOR, "#circuits form") == []
     headers = [th.text.casefold() for th in browser.find_elements(By.CSS_SELECTOR, "#circuits thead th")]
     assert "actions" not in headers and "state" in headers
 
     client = logged_in_client(viewer)
-    for action in ("reset", "force_open"):
-        response = client.post(CHANGELIST, {"action": action, "name": "payments"})
-        assert response.status_code == 403, action
+    for action in ("reset", "force_open", "disable"):
+        for confirmed in ({}, {"confirm": "yes"}):
+            response = client.post(CHANGELIST, {"action": action, "name": "payments", **confirmed})
+            assert response.status_code == 403, action
     assert breakers.get("payments").state == "forced_open"
     breakers.store.refresh()
     assert breakers.get("payments").state == "forced_open"
@@ -192,7 +203,7 @@ def test_admin_rejects_unknown_breaker_name_with_a_message_not_a_500(shared_brea
     client = logged_in_client(operator)
     client.raise_request_exception = False  # a crash must show up as a 500 here, not as an exception
 
-    for action in ("reset", "force_open"):
+    for action in ("reset", "force_open", "disable"):
         response = client.post(CHANGELIST, {"action": action, "name": hostile})
         assert response.status_code == 302, (action, response.status_code)
         assert response["Location"] == CHANGELIST
@@ -249,6 +260,7 @@ def test_configured_and_declared_breakers_are_listed_before_any_call(
     browser.save_screenshot(os.environ.get("CIRCUITS_SCREENSHOT", "/tmp/admin-declared.png"))
 
     row(browser, "recs").find_element(By.CSS_SELECTOR, "button.circuit-force-open").click()
+    confirm(browser, "recs", "Force open")
     wait_for(browser, lambda d: messages(d, "success"), "no success message after force open")
     assert messages(browser, "success") == ["Circuit 'recs' forced open."]
     assert row_state(browser, "recs") == "forced_open"

@@ -82,6 +82,7 @@ def _row(event: Event) -> Any:
         reason=str(f.get("reason", ""))[:100],
         actor=(str(f["actor"])[:150] if f.get("actor") is not None else ""),
         failure_rate=f.get("failure_rate"),
+        slow_rate=f.get("slow_rate"),
         calls=f.get("calls"),
     )
 

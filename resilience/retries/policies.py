@@ -66,6 +66,12 @@ def _budget(name: str, spec: Mapping[str, Any], path: str) -> RetryBudget:
         return budget
 
 
+def budgets() -> dict[str, RetryBudget]:
+    """The retry budgets this process has built so far, by policy name (the admin shows their health)."""
+    with _lock:
+        return dict(_budgets)
+
+
 def _checked(values: dict[str, Any], where: str) -> dict[str, Any]:
     """``values`` (one policy's settings over the defaults) when every one is valid; builds nothing."""
     reject_unknown_keys(values, POLICY_DEFAULTS, where)
