@@ -10,7 +10,9 @@ would give the same answer. No region is tried once the deadline has passed.
 
 With a deadline, each region but the last gets an equal share of the time left (two regions:
 half, then all that remains), so a region that hangs leaves the next one time to answer; a share of
-a second or more that runs out counts as one failure of that region's breaker.
+``RESILIENCE["AWS"]["failover_min_share"]`` (0.5 s) or more that runs out counts as one failure of
+that region's breaker (a 2 s route deadline gives the primary about 1 s: a black-holed primary
+opens its breaker; the trial that set it at 1 s found it never did).
 
 Order: the primary (the first region) while its breaker is closed or due a probe, then the others
 by breaker state, closed before half-open before open, stable within each. A half-open primary is
@@ -40,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise missing("boto3", "resilience.integrations.aws.failover") from exc
 
 from resilience.breakers.decorator import BreakerHandle, circuit_breaker
+from resilience.conf import resilience_settings
 from resilience.core.deadline import deadline, remaining
 from resilience.core.event import Event
 from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded
@@ -51,7 +54,6 @@ from resilience.observability.events import emit
 REGION = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]+")  # us-east-1, eu-central-2, us-gov-west-1, cn-north-1
 RANKS = {"closed": 0, "disabled": 0, "half_open": 1}  # open and forced_open: 2
 LastKnownGood = Callable[..., Any]  # called with the operation's parameters; None: nothing known
-MIN_COUNTED_SHARE = 1.0  # seconds: a region silent for its share of the deadline, at least this long, failed
 
 
 class RegionTimeout(TimeoutError):
@@ -153,7 +155,7 @@ class FailoverClient:
             except DeadlineExceeded as exc:
                 if share is None or not remaining():  # the caller's own deadline: nothing left to fail over with
                     raise
-                if share >= MIN_COUNTED_SHARE:
+                if share >= resilience_settings.AWS["failover_min_share"]:
                     self._timed_out(region)
                 error, reason = exc, "region_timeout"
                 continue
@@ -171,7 +173,7 @@ class FailoverClient:
     def _timed_out(self, region: str) -> None:
         """One failure for ``region``'s breaker: it did not answer within its share of the deadline.
         (A call cut by a deadline counts for nothing by itself, so that a caller's short deadline
-        cannot open a shared breaker; a share of ``MIN_COUNTED_SHARE`` or more is no such caller.)"""
+        cannot open a shared breaker; a share of ``RESILIENCE["AWS"]["failover_min_share"]`` or more is no such caller.)"""
         try:
             self._breakers[region].call(_no_answer, region)
         except (RegionTimeout, CircuitOpenError):

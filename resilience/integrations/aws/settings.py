@@ -26,6 +26,9 @@ AWS_DEFAULTS: dict[str, Any] = {
     # seconds: the first backoff ceiling after a throttling error (the aws policy's "base" is for
     # transient ones). botocore's standard mode uses 1 s for throttling and 0.05 s for the rest.
     "throttling_base": 1.0,
+    # seconds: a failover_client region silent for its share of the deadline counts one failure of its
+    # breaker when that share was at least this long (shorter: a caller's short deadline, counted nothing)
+    "failover_min_share": 0.5,
     "CREDENTIALS": None,  # the role refreshed by resilience.tasks.refresh_aws_credentials; None: off
 }
 CREDENTIALS_DEFAULTS: dict[str, Any] = {
@@ -71,6 +74,7 @@ def parse_aws(value: Any, path: str) -> dict[str, Any]:
     """The AWS options over their defaults, each checked; ``CREDENTIALS`` a ``CredentialsConfig`` or None."""
     options = over_defaults(value, AWS_DEFAULTS, path)
     check_number(f'{path}["throttling_base"]', options["throttling_base"], 0, 3600)
+    check_number(f'{path}["failover_min_share"]', options["failover_min_share"], 0.05, 60)
     if options["CREDENTIALS"] is not None:
         options["CREDENTIALS"] = parse_credentials(options["CREDENTIALS"], f'{path}["CREDENTIALS"]')
     return options

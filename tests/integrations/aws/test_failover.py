@@ -269,11 +269,11 @@ def test_a_hung_region_opens_its_breaker_but_a_short_deadline_counts_nothing(mot
     name = replicated_secret(moto_url)
     client = secrets(outage.url("http", ""), moto_url)
     outage.blackhole()
-    for _ in range(3):  # shares under a second: a caller's short deadline must not open a shared breaker
+    for _ in range(3):  # shares under failover_min_share (0.5 s): a caller's short deadline must not open a shared breaker
         with deadline(0.6):
             assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
     assert client.state(EAST) == "closed"
-    for _ in range(3):  # shares of a second or more that run out: the region failed (3 of 3)
+    for _ in range(3):  # shares of failover_min_share or more that run out: the region failed (3 of 3)
         with deadline(2.2):
             assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
     assert client.state(EAST) == "open"
@@ -375,3 +375,29 @@ def test_a_primary_whose_connects_hang_leaves_the_next_region_its_share_of_the_d
     assert 1.1 < time.monotonic() - started < 2.4  # the primary's connect was cut at its share, half the deadline
     [moved] = of(events, "failover")
     assert moved.fields == {"operation": "get_secret_value", "from_region": EAST, "to_region": WEST, "reason": "region_timeout"}
+
+
+@pytest.mark.parametrize(("min_share", "state"), [(None, "open"), (1.5, "closed")])
+def test_a_two_second_route_deadline_opens_a_hung_regions_breaker_unless_the_minimum_share_is_raised(
+    moto_url, outage, settings, min_share, state
+):
+    """The trial's case: a 2 s route deadline gives the primary just under 1 s, which the old fixed
+    1 s floor never counted, so a black-holed primary stayed closed and cost every request ~1 s."""
+    if min_share is not None:
+        settings.RESILIENCE = {**settings.RESILIENCE, "AWS": {**settings.RESILIENCE["AWS"], "failover_min_share": min_share}}
+    name = replicated_secret(moto_url)
+    client = secrets(outage.url("http", ""), moto_url)
+    outage.blackhole()
+    for _ in range(3):
+        with deadline(2.0):
+            assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert client.state(EAST) == state
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.01, 61, "1", True])
+def test_a_malformed_failover_min_share_is_e001_naming_the_key(settings, bad):
+    from django.core.checks import run_checks
+
+    settings.RESILIENCE = {"HISTORY": False, "AWS": {"failover_min_share": bad}}
+    errors = [m.msg for m in run_checks() if m.id == "resilience.E001"]
+    assert len(errors) == 1 and 'RESILIENCE["AWS"]["failover_min_share"]' in errors[0]
