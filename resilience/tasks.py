@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from resilience.exceptions import ConfigurationError
+
 try:
     from celery import shared_task
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without celery
@@ -32,7 +34,12 @@ REFRESH_TASK = "resilience.tasks.refresh_aws_credentials"
 
 
 def beat_entry(schedule: float = 300.0) -> dict[str, Any]:
-    """The beat entry of the refresh, every ``schedule`` seconds, its message expiring as fast."""
+    """The beat entry of the refresh, every ``schedule`` seconds, its message expiring as fast.
+
+    ``schedule`` must be a number of seconds above 0: at 0 or below every message would expire
+    before a worker took it, and the refresh would never run (a trial's ``beat_entry(0)``)."""
+    if isinstance(schedule, bool) or not isinstance(schedule, int | float) or not 0 < schedule < float("inf"):
+        raise ConfigurationError(f"resilience.tasks.beat_entry(schedule) takes a number of seconds above 0, got {schedule!r}")
     return {"task": REFRESH_TASK, "schedule": float(schedule), "options": {"expires": float(schedule)}}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -59,7 +60,13 @@ _LEVELS = {
 STATE_CHANGES = frozenset({
     "transition", "manual", "keys_loaded", "provider_unavailable", "dropped", "host_overflow", "stale_full",
     "not_storable",
+    # a level each, bounded by their own pacing (a refresh run, RETRY_INTERVAL, EXPIRING_EVERY): a
+    # summary would print an old expires_in up to a minute late (the second fresh-project trial)
+    "credentials_refreshed", "credentials_fresh", "credentials_expiring", "credentials_refresh_failed",
 })  # fmt: skip
+# Kinds whose ``reason`` (a closed set: an exception class, region_timeout, deadline...) is summarised
+# apart, so a new reason is a line at once, not a field of a summary of the old one.
+BY_REASON = frozenset({"failover", "give_up", "batch_dropped"})
 # A breaker probing a dependency that stays down goes open -> half_open -> open once per open_for:
 # those two transitions recur for as long as the outage lasts, so they are summarised like per-request
 # kinds (the trip itself, a recovery and every manual action are always a line each).
@@ -136,7 +143,8 @@ class LogSummary:
         if event.kind in STATE_CHANGES and event.fields.get("reason") not in RECURRING:
             return [event]
         now = self.clock()
-        kind = event.kind if event.kind not in STATE_CHANGES else f"{event.kind}:{event.fields['reason']}"
+        by_reason = event.kind in STATE_CHANGES or event.kind in BY_REASON
+        kind = f"{event.kind}:{event.fields.get('reason')}" if by_reason else event.kind
         key = (event.area, kind, event.name)
         with self._lock:
             due = self._sweep(now) if now >= self._next_sweep else []
@@ -148,7 +156,13 @@ class LogSummary:
                 return [*due, event]
             window[1] += 1
             window[2] = event
-            return due
+        _start_sweeper()  # something is folded: its summary must come out on time, even if nothing follows
+        return due
+
+    def sweep(self) -> list[Event]:
+        """The summaries due now (the sweeper thread's call: on time even when no event follows)."""
+        with self._lock:
+            return self._sweep(self.clock())
 
     def _sweep(self, now: float) -> list[Event]:
         """Summaries whose interval has passed (windows with nothing folded are forgotten)."""
@@ -186,6 +200,32 @@ def _log(line: Event) -> None:
     if logger.isEnabledFor(level):
         structured = {"area": line.area, "kind": line.kind, "name": line.name, **line.fields}
         logger.log(level, format_line(line), extra={"resilience": structured})
+
+
+_sweeper_pid = [0]  # the process whose sweeper thread runs (a forked child starts its own)
+
+
+def _start_sweeper() -> None:
+    if _sweeper_pid[0] == os.getpid():
+        return
+    with _sweeper_lock:
+        if _sweeper_pid[0] != os.getpid():
+            _sweeper_pid[0] = os.getpid()
+            threading.Thread(target=_sweep_forever, daemon=True, name="resilience-log-summaries").start()
+
+
+def _sweep_forever() -> None:
+    """Log summaries as they fall due, about once a second: a summary never waits for the next event."""
+    while True:
+        time.sleep(min(summary.every, 1.0))
+        try:
+            for line in summary.sweep():
+                _log(line)
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive a broken handler
+            _internal.error("log summaries failed: %s", type(exc).__name__)
+
+
+_sweeper_lock = threading.Lock()
 
 
 def flush_summaries() -> None:

@@ -168,3 +168,31 @@ def test_a_dependency_that_stays_down_costs_a_bounded_number_of_probe_cycle_line
     assert "reason=threshold" in lines[0] and "probe success" in lines[-3]  # the trip and the recovery: at once
     assert len(lines) == 1 + 2 * 3 + 1  # per recurring reason: the first, a summary at 60 s, the rest at exit
     assert InMemorySink.last.value("resilience.breaker.transition", name="flappy") == len(cycle)  # metrics: every one
+
+
+def test_a_folded_event_is_summarised_on_time_even_when_no_event_follows(monkeypatch, caplog):
+    """Before: a summary came out only with the next event, minutes late or at exit (the second trial)."""
+    from tests.waiting import wait_for
+
+    monkeypatch.setattr(events, "summary", events.LogSummary(every=0.2))
+    caplog.set_level(logging.INFO, logger="resilience")
+    for _ in range(3):
+        emit(Event("retry", "retry", "quiet-policy", {"attempt": 1}))
+    assert wait_for(lambda: any("count=2" in r.getMessage() for r in caplog.records if "quiet-policy" in r.getMessage()), 3.0)
+
+
+def test_a_new_failover_reason_is_a_line_at_once_not_a_field_of_a_later_summary(monkeypatch, caplog):
+    monkeypatch.setattr(events, "summary", events.LogSummary(every=60))
+    caplog.set_level(logging.INFO, logger="resilience")
+    emit(Event("aws", "failover", "secretsmanager", {"reason": "EndpointConnectionError"}))
+    emit(Event("aws", "failover", "secretsmanager", {"reason": "EndpointConnectionError"}))
+    emit(Event("aws", "failover", "secretsmanager", {"reason": "region_timeout"}))
+    reasons = [re.search(r"reason=(\S+)", r.getMessage()).group(1) for r in caplog.records if "failover" in r.getMessage()]
+    assert reasons == ["EndpointConnectionError", "region_timeout"]
+
+
+def test_credential_levels_are_a_line_each_with_the_value_of_the_moment(caplog):
+    caplog.set_level(logging.INFO, logger="resilience")
+    for left in (660, 600):
+        emit(Event("aws", "credentials_fresh", "arn:aws:iam::123456789012:role/app", {"expires_in": left}))
+    assert [r.getMessage().rsplit("=", 1)[1] for r in caplog.records if "credentials_fresh" in r.getMessage()] == ["660", "600"]
