@@ -48,7 +48,6 @@ import functools
 import gc
 import io
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -166,16 +165,7 @@ class MotoServer:
         return Path(self.log.name).read_text(errors="replace")[-2000:]
 
     def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(wait)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        harness.stop_server(self.proc, self.log, 5.0)
 
 
 class RequestParser:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import functools
 import gc
 import itertools
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import IO, Any, Protocol, TypeVar
 
 R = TypeVar("R")
 
@@ -208,3 +212,18 @@ def cleanup(client: Any, prefix: str) -> int:
             deleted += client.delete(*batch)
             batch = []
     return deleted + (client.delete(*batch) if batch else 0)
+
+
+def stop_server(proc: subprocess.Popen[Any], log: IO[Any], term_wait: float) -> None:
+    """SIGTERM to a server started with ``start_new_session``'s whole group, SIGKILL after
+    ``term_wait`` s; then its log file is closed and removed."""
+    for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    log.close()
+    Path(log.name).unlink(missing_ok=True)

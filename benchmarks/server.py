@@ -49,7 +49,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -224,16 +223,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM to the process group, SIGKILL after 10 s; the log is removed."""
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(wait)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        harness.stop_server(self.proc, self.log, 10.0)
 
 
 def get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
