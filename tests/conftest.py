@@ -174,3 +174,12 @@ def browser(_chromium: WebDriver) -> Iterator[WebDriver]:
     _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
     yield _chromium
     _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto in server mode for the module's tests (AWS integration, CloudWatch sinks, alarms)."""
+    from tests.live import moto_server
+
+    with moto_server() as url:
+        yield url

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,20 @@ def live_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in TEST_LIVE_PORTS={span}")
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode on 127.0.0.1 (a real HTTP endpoint, every AWS service): its URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = live_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 class LiveServer:

@@ -18,13 +18,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from moto.cloudwatch.responses import CloudWatchResponse
-from moto.server import ThreadedMotoServer
 
 from resilience.core.event import Event
 from resilience.observability import dashboards, events
 from resilience.observability.alarms import AlarmPlan, plan_from_settings, slug, wanted
 from resilience.observability.emf import CloudWatchEMFSink
-from tests.live import live_port
+from tests.live import live_port, moto_server
 
 REGION = "us-east-1"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:oncall"
@@ -39,11 +38,8 @@ def moto_url() -> Iterator[str]:
     had = "put_composite_alarm" in vars(CloudWatchResponse)
     if not had:
         CloudWatchResponse.put_composite_alarm = CloudWatchResponse.put_metric_alarm  # type: ignore[attr-defined]
-    port = live_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
     if not had:
         del CloudWatchResponse.put_composite_alarm  # type: ignore[attr-defined]
 

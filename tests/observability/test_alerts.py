@@ -339,19 +339,13 @@ def test_a_webhook_that_refuses_the_signature_is_a_send_failed_event_and_email_s
 
 
 def test_the_sns_notifier_publishes_the_notice_to_the_topic(settings, key_prefix, monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    from tests.live import live_port
+    from tests.live import moto_server
 
     for var, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
         monkeypatch.setenv(var, value)
-    port = live_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
+    with moto_server() as url:
         import boto3
 
-        url = f"http://127.0.0.1:{port}"
         sns, sqs = (boto3.client(s, endpoint_url=url, region_name="eu-west-1") for s in ("sns", "sqs"))
         topic = sns.create_topic(Name="ops")["TopicArn"]
         queue_url = sqs.create_queue(QueueName="ops-inbox")["QueueUrl"]
@@ -365,8 +359,6 @@ def test_the_sns_notifier_publishes_the_notice_to_the_topic(settings, key_prefix
         (published,) = [json.loads(m["Body"]) for m in messages]
         assert (published["status"], published["rule"], published["name"]) == ("opened", "breaker_open", "payments")
         assert published["fields"]["new_state"] == "open"
-    finally:
-        server.stop()
 
 
 def test_with_celery_a_notice_is_sent_by_the_send_alert_task_with_plain_data_only(settings, smtp, key_prefix):

@@ -13,7 +13,6 @@ import pytest
 from django.core.checks import run_checks
 from django.http import HttpResponse
 from django.urls import path
-from moto.server import ThreadedMotoServer
 
 from resilience import CircuitOpenError, breakers, circuit_breaker
 from resilience.core.event import Event
@@ -23,7 +22,6 @@ from resilience.observability.cloudwatch_settings import parse_cloudwatch
 from resilience.observability.events import emit, sinks
 from resilience.observability.metrics import InMemorySink
 from tests.faults.proxy import FaultProxy
-from tests.live import live_port
 
 from .cloudwatch_recorder import CloudWatchRecorder
 
@@ -33,15 +31,6 @@ PATH = 'RESILIENCE["METRICS"]["CLOUDWATCH"]'
 REGION = "eu-west-1"
 BREAKER = f"aws:cloudwatch:{REGION}"
 TRANSITION = "resilience.breaker.transition"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = live_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -8,22 +8,11 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.faults.proxy import FaultProxy
 from tests.integrations.aws.fake_aws import ScriptedAWS
-from tests.live import live_port
 
 CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = live_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture
