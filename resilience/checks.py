@@ -234,6 +234,22 @@ def _every(entry: dict[str, Any]) -> float | None:
     return float(seconds()) if callable(seconds) else None
 
 
+def _never_runs(entry: dict[str, Any]) -> str | None:
+    """Why a beat entry would never run its task (a schedule of 0 or less, a string, or a message
+    that expires at once), or None. A crontab or another schedule object is taken as it is."""
+    schedule = entry.get("schedule")
+    if isinstance(schedule, str) or schedule is None or isinstance(schedule, bool):
+        return f"has the schedule {schedule!r}, which is not a number of seconds, a timedelta or a Celery schedule"
+    seconds = _every(entry)
+    if seconds is not None and not seconds > 0:
+        return f"runs every {seconds:g} s"
+    options = entry.get("options")
+    expires = options.get("expires") if isinstance(options, dict) else None
+    if isinstance(expires, int | float) and not isinstance(expires, bool) and expires <= 0:
+        return f"sends messages that expire after {expires:g} s"
+    return None
+
+
 def _redis_passwords() -> set[str]:
     """The passwords of the Redis the library uses: in its URL, or in the django-redis cache it names
     (``LOCATION`` URLs and ``OPTIONS["PASSWORD"]``)."""
@@ -299,6 +315,16 @@ def check_aws_credentials(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     refreshing = [e for e in _beat_entries() if isinstance(e, dict) and e.get("task") == REFRESH_TASK]
+    for entry in refreshing:
+        problem = _never_runs(entry)
+        if problem:
+            messages.append(
+                Error(
+                    f"The beat entry for {REFRESH_TASK!r} {problem}: the credentials would never be refreshed by Celery.",
+                    hint="Use resilience.tasks.beat_entry(schedule) with RESILIENCE[\"AWS\"][\"CREDENTIALS\"][\"schedule\"].",
+                    id="resilience.E017",
+                )
+            )
     slower = [seconds for seconds in map(_every, refreshing) if seconds is not None and seconds > config.schedule]
     if slower:
         messages.append(

@@ -280,7 +280,7 @@ BEAT = {"refresh": {"task": "resilience.tasks.refresh_aws_credentials", "schedul
 
 
 def credential_check_ids() -> list[str]:
-    ids = ("resilience.E015", "resilience.E016", "resilience.W012", "resilience.W013")
+    ids = ("resilience.E015", "resilience.E016", "resilience.E017", "resilience.W012", "resilience.W013")
     return sorted(m.id for m in run_checks() if m.id in ids)
 
 
@@ -330,6 +330,31 @@ def test_a_beat_entry_slower_than_the_schedule_is_w013(configure: Any, settings:
     settings.CELERY_BEAT_SCHEDULE = {"creds": {"task": "resilience.tasks.refresh_aws_credentials", "schedule": every}}
     configure("http://127.0.0.1:1", role_arn)
     assert credential_check_ids() == ["resilience.W013"]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"schedule": 0.0, "options": {"expires": 0.0}},  # what beat_entry(0) returned before it refused
+        {"schedule": -5},
+        {"schedule": "60"},
+        {"schedule": 60.0, "options": {"expires": -1}},
+    ],
+)
+def test_a_beat_entry_that_would_never_refresh_is_e017(configure: Any, settings: Any, role_arn: str, entry: Any) -> None:
+    """Before: beat_entry(0), a negative schedule or a string passed every check (the second trial)."""
+    settings.CELERY_BEAT_SCHEDULE = {"creds": {"task": "resilience.tasks.refresh_aws_credentials", **entry}}
+    configure("http://127.0.0.1:1", role_arn)
+    assert credential_check_ids() == ["resilience.E017"]
+
+
+@pytest.mark.parametrize("bad", [0, -5, "abc", "60", True, float("inf"), float("nan"), None])
+def test_beat_entry_refuses_anything_but_seconds_above_zero(bad: Any) -> None:
+    from resilience.exceptions import ConfigurationError
+    from resilience.tasks import beat_entry
+
+    with pytest.raises(ConfigurationError, match=r"beat_entry\(schedule\) takes a number of seconds above 0"):
+        beat_entry(bad)
 
 
 def test_no_beat_entry_is_w012(configure: Any, settings: Any, role_arn: str) -> None:
