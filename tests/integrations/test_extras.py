@@ -70,3 +70,31 @@ def test_a_classifier_imports_and_answers_no_without_its_optional_package(module
     result = run_without(module, code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == ("True" if classifier.endswith("classifier_for") else "False")
+
+
+def test_the_public_short_paths_are_the_same_objects():
+    import resilience.aws
+    import resilience.integrations.aws
+    import resilience.metrics
+    from resilience.observability.emf import CloudWatchEMFSink
+    from resilience.observability.prometheus import PrometheusSink
+
+    assert resilience.aws.session is resilience.integrations.aws.session
+    assert resilience.aws.failover_client is resilience.integrations.aws.failover_client
+    assert resilience.metrics.PrometheusSink is PrometheusSink and resilience.metrics.CloudWatchEMFSink is CloudWatchEMFSink
+    with pytest.raises(AttributeError):
+        resilience.metrics.NoSuchSink  # noqa: B018
+
+
+def test_the_short_sink_paths_pass_the_checks(settings):
+    from django.core.checks import run_checks
+
+    sinks = ["resilience.metrics.PrometheusSink", "resilience.metrics.CloudWatchEMFSink", "resilience.metrics.CloudWatchSink"]
+    settings.RESILIENCE = {"HISTORY": False, "METRICS": {"SINKS": sinks}}
+    assert [m for m in run_checks() if m.id == "resilience.E001"] == []
+
+
+@pytest.mark.parametrize("module", ["boto3", "botocore", "prometheus_client"])
+def test_importing_the_short_paths_imports_no_optional_package(module):
+    result = run_without(module, "import resilience.aws, resilience.metrics; print('ok')")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
