@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
@@ -347,3 +348,22 @@ def check_aws_credentials(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_aws_failover(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``RESILIENCE["AWS"]["FAILOVER"]``: every service a boto3 service, every operation a method that
+    may fail over (a read, or a write with an idempotency token): E018, from botocore's models."""
+    if not _settings_load():
+        return []
+    try:
+        if not resilience_settings.AWS["FAILOVER"]:
+            return []
+    except ConfigurationError:
+        return []  # resilience.E001 reports it
+    try:
+        from resilience.integrations.aws.failover import settings_problems
+    except ImproperlyConfigured as exc:  # MissingDependency: boto3 is not installed
+        return [Error(f'RESILIENCE["AWS"]["FAILOVER"] is set, but {exc}', id="resilience.E018")]
+    hint = "Declare reads, and writes that carry an idempotency token (ClientRequestToken, ClientToken...)."
+    return [Error(problem, hint=hint, id="resilience.E018") for problem in settings_problems()]

@@ -34,6 +34,7 @@ from typing import Any
 
 try:
     import boto3
+    from botocore import xform_name
     from botocore.config import Config
     from botocore.exceptions import ClientError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without boto3
@@ -236,18 +237,45 @@ def _operations(service: str, operations: Any, client: Any) -> frozenset[str]:
     names = frozenset(operations)
     if not names:
         raise ConfigurationError(f"failover_client({service!r}) operations must name at least one operation")
-    mapping = client.meta.method_to_api_mapping
+    problems = operation_problems(service, names, client.meta.service_model)
+    if problems:
+        raise ConfigurationError(f"failover_client({service!r}) operations: {problems[0]}")
+    return names
+
+
+def operation_problems(service: str, names: Iterable[str], service_model: Any) -> list[str]:
+    """Why each of ``names`` may not fail over (not a method of ``service`` clients, or a write without
+    an idempotency token); empty when all may. Also the system check of ``RESILIENCE["AWS"]["FAILOVER"]``."""
+    mapping = {xform_name(operation): operation for operation in service_model.operation_names}
+    problems = []
     for name in sorted(names, key=str):
         if name not in mapping:
-            raise ConfigurationError(
-                f"failover_client({service!r}) operations: {name!r} is not an operation of {service} clients"
+            problems.append(f"{name!r} is not an operation of {service} clients")
+        elif not failover_safe(service_model.operation_model(mapping[name])):
+            problems.append(
+                f"{name!r} is a write, and failover requires an idempotency token (another region must not apply "
+                "it a second time); declare reads and idempotent writes only"
             )
-        if not failover_safe(client.meta.service_model.operation_model(mapping[name])):
-            raise ConfigurationError(
-                f"failover_client({service!r}) operations: {name!r} is a write, and failover requires an idempotency "
-                "token (another region must not apply it a second time); declare reads and idempotent writes only"
-            )
-    return names
+    return problems
+
+
+def settings_problems() -> list[str]:
+    """``RESILIENCE["AWS"]["FAILOVER"]`` against botocore's service models: unknown services, operations
+    that are not methods, writes without an idempotency token. Loads models only; makes no client."""
+    from botocore.exceptions import UnknownServiceError
+    from botocore.session import get_session
+
+    loader = get_session()
+    problems = []
+    for service, entry in resilience_settings.AWS["FAILOVER"].items():
+        where = f'RESILIENCE["AWS"]["FAILOVER"][{service!r}]'
+        try:
+            model = loader.get_service_model(service)
+        except UnknownServiceError:
+            problems.append(f"{where}: {service!r} is not a boto3 service name")
+            continue
+        problems += [f'{where}["operations"]: {problem}' for problem in operation_problems(service, entry.operations, model)]
+    return problems
 
 
 def _sources(service: str, last_known_good: Any, operations: frozenset[str]) -> dict[str, LastKnownGood]:
@@ -265,8 +293,8 @@ def _sources(service: str, last_known_good: Any, operations: frozenset[str]) -> 
 
 def failover_client(
     service: str,
-    regions: Iterable[str],
-    operations: Iterable[str],
+    regions: Iterable[str] | None = None,
+    operations: Iterable[str] | None = None,
     *,
     session: boto3.session.Session | None = None,
     endpoint_urls: Mapping[str, str] | None = None,
@@ -278,8 +306,21 @@ def failover_client(
     ``session``: a boto3 Session to make the clients from (protected here, as ``protect()`` does);
     default ``session()``. ``endpoint_urls``: region -> endpoint URL (VPC endpoints, LocalStack,
     tests). ``last_known_good``: operation -> ``callable(**params)`` returning the value to serve when
-    every region failed (None: nothing known, the error is raised). ``config``: a botocore Config."""
+    every region failed (None: nothing known, the error is raised). ``config``: a botocore Config.
+
+    ``regions``, ``operations`` and ``endpoint_urls`` default to ``RESILIENCE["AWS"]["FAILOVER"][service]``."""
+    configured = resilience_settings.AWS["FAILOVER"].get(service)
+    if configured is not None:
+        regions = configured.regions if regions is None else regions
+        operations = configured.operations if operations is None else operations
+    if regions is None or operations is None:
+        raise ConfigurationError(
+            f"failover_client({service!r}) needs regions and operations: as arguments, or in "
+            f'RESILIENCE["AWS"]["FAILOVER"][{service!r}]'
+        )
     names = _regions(regions)
+    if endpoint_urls is None and configured is not None:  # the configured URLs of the regions in use
+        endpoint_urls = {r: url for r, url in configured.endpoint_urls.items() if r in names}
     endpoints = dict(endpoint_urls or {})
     for region, url in endpoints.items():
         if region not in names or not isinstance(url, str):

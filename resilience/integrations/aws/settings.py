@@ -29,6 +29,9 @@ AWS_DEFAULTS: dict[str, Any] = {
     # seconds: a failover_client region silent for its share of the deadline counts one failure of its
     # breaker when that share was at least this long (shorter: a caller's short deadline, counted nothing)
     "failover_min_share": 0.5,
+    # service -> {"regions": [...], "operations": [...], "endpoint_urls": {...}}: failover_client(service)'s
+    # defaults, so the regions of each service live in settings; arguments of failover_client() win
+    "FAILOVER": {},
     "CREDENTIALS": None,  # the role refreshed by resilience.tasks.refresh_aws_credentials; None: off
 }
 CREDENTIALS_DEFAULTS: dict[str, Any] = {
@@ -75,9 +78,56 @@ def parse_aws(value: Any, path: str) -> dict[str, Any]:
     options = over_defaults(value, AWS_DEFAULTS, path)
     check_number(f'{path}["throttling_base"]', options["throttling_base"], 0, 3600)
     check_number(f'{path}["failover_min_share"]', options["failover_min_share"], 0.05, 60)
+    options["FAILOVER"] = parse_failover(options["FAILOVER"], f'{path}["FAILOVER"]')
     if options["CREDENTIALS"] is not None:
         options["CREDENTIALS"] = parse_credentials(options["CREDENTIALS"], f'{path}["CREDENTIALS"]')
     return options
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    """One service's entry of ``RESILIENCE["AWS"]["FAILOVER"]``: regions (the first is the primary),
+    the operations declared safe to fail over, and optional endpoint URLs by region."""
+
+    regions: tuple[str, ...]
+    operations: frozenset[str]
+    endpoint_urls: dict[str, str]
+
+
+FAILOVER_DEFAULTS: dict[str, Any] = {"regions": None, "operations": None, "endpoint_urls": {}}
+SERVICE = re.compile(r"[a-z][a-z0-9-]{1,62}")
+OPERATION = re.compile(r"[a-z][a-z0-9_]{0,127}")
+
+
+def parse_failover(value: Any, path: str) -> dict[str, FailoverConfig]:
+    """``RESILIENCE["AWS"]["FAILOVER"]`` checked without botocore: names and shapes here; whether each
+    operation exists and may fail over is ``resilience.E018`` (with botocore's service model)."""
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{path} must map service names to their regions and operations, got {type(value).__name__}")
+    parsed = {}
+    for service, entry in value.items():
+        where = f"{path}[{service!r}]"
+        _text(service, SERVICE, where, "a boto3 service name such as 'secretsmanager' (the key)")
+        o = over_defaults(entry, FAILOVER_DEFAULTS, where)
+        regions = o["regions"]
+        if isinstance(regions, str) or not isinstance(regions, list | tuple) or not regions:
+            raise ConfigurationError(f'{where}["regions"] must be a list of region names, the primary first')
+        for region in regions:
+            _text(region, REGION, f'{where}["regions"]', "a list of AWS region names such as 'eu-west-1'")
+        if len(set(regions)) != len(regions):
+            raise ConfigurationError(f'{where}["regions"] must not name a region twice, got {list(regions)!r}')
+        operations = o["operations"]
+        if isinstance(operations, str) or not isinstance(operations, list | tuple | set | frozenset) or not operations:
+            raise ConfigurationError(f'{where}["operations"] must be a list of client method names such as "get_secret_value"')
+        for operation in operations:
+            _text(operation, OPERATION, f'{where}["operations"]', 'client method names such as "get_secret_value"')
+        urls = o["endpoint_urls"]
+        if not isinstance(urls, dict) or not all(
+            r in regions and isinstance(u, str) and u.startswith(("https://", "http://")) for r, u in urls.items()
+        ):
+            raise ConfigurationError(f'{where}["endpoint_urls"] must map some of its regions to http(s):// URLs')
+        parsed[service] = FailoverConfig(tuple(regions), frozenset(operations), dict(urls))
+    return parsed
 
 
 def _text(value: Any, pattern: re.Pattern[str], path: str, what: str) -> str:

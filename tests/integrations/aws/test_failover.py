@@ -401,3 +401,62 @@ def test_a_malformed_failover_min_share_is_e001_naming_the_key(settings, bad):
     settings.RESILIENCE = {"HISTORY": False, "AWS": {"failover_min_share": bad}}
     errors = [m.msg for m in run_checks() if m.id == "resilience.E001"]
     assert len(errors) == 1 and 'RESILIENCE["AWS"]["failover_min_share"]' in errors[0]
+
+
+def test_regions_and_operations_come_from_settings_when_not_given(moto_url, outage, settings, events):
+    settings.RESILIENCE = {**settings.RESILIENCE, "AWS": {**settings.RESILIENCE["AWS"], "FAILOVER": {
+        "secretsmanager": {"regions": [EAST, WEST], "operations": ["get_secret_value"],
+                           "endpoint_urls": {EAST: outage.url("http", ""), WEST: moto_url}}}}}  # fmt: skip
+    name = replicated_secret(moto_url)
+    client = failover_client("secretsmanager", session=plain_session())
+    assert (client.regions, client.operations) == ((EAST, WEST), frozenset({"get_secret_value"}))
+    outage.refuse()
+    assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
+    assert [e.fields["to_region"] for e in of(events, "failover")] == [WEST]
+    narrowed = failover_client("secretsmanager", regions=[WEST], session=plain_session())  # an argument wins
+    assert narrowed.regions == (WEST,)
+
+
+def test_without_regions_in_arguments_or_settings_the_error_says_where_to_put_them():
+    with pytest.raises(ConfigurationError) as err:
+        failover_client("sqs")
+    where = """RESILIENCE["AWS"]["FAILOVER"]['sqs']"""
+    assert str(err.value) == f"failover_client('sqs') needs regions and operations: as arguments, or in {where}"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"regions": "eu-west-1", "operations": ["get_secret_value"]}, '["regions"] must be a list of region names'),
+        ({"regions": ["Europe"], "operations": ["get_secret_value"]}, '["regions"] must be a list of AWS region names'),
+        ({"regions": [EAST, EAST], "operations": ["get_secret_value"]}, "must not name a region twice"),
+        ({"regions": [EAST], "operations": []}, '["operations"] must be a list of client method names'),
+        ({"regions": [EAST], "operations": ["GetSecretValue"]}, '["operations"] must be client method names'),
+        ({"regions": [EAST], "operations": ["get_secret_value"], "endpoint_urls": {WEST: "http://x"}}, '["endpoint_urls"]'),
+        ({"regions": [EAST], "operations": ["get_secret_value"], "regoins": []}, "regoins"),
+    ],
+)
+def test_a_malformed_failover_entry_is_e001_naming_the_key(settings, entry, message):
+    from django.core.checks import run_checks
+
+    settings.RESILIENCE = {"HISTORY": False, "AWS": {"FAILOVER": {"secretsmanager": entry}}}
+    errors = [m.msg for m in run_checks() if m.id == "resilience.E001"]
+    assert len(errors) == 1 and "RESILIENCE[\"AWS\"][\"FAILOVER\"]['secretsmanager']" in errors[0] and message in errors[0]
+
+
+def test_operations_that_may_not_fail_over_are_e018_at_start_up(settings):
+    from django.core.checks import run_checks
+
+    settings.RESILIENCE = {"HISTORY": False, "AWS": {"FAILOVER": {
+        "secretsmanager": {"regions": [EAST, WEST], "operations": ["get_secret_value", "put_secret_value", "get_secrte_value"]},
+        "dynamodb": {"regions": [EAST, WEST], "operations": ["get_item", "put_item"]},
+        "no-such-service": {"regions": [EAST], "operations": ["get_thing"]},
+    }}}  # fmt: skip
+    errors = sorted(m.msg for m in run_checks() if m.id == "resilience.E018")
+    assert errors == [
+        "RESILIENCE[\"AWS\"][\"FAILOVER\"]['dynamodb'][\"operations\"]: 'put_item' is a write, and failover requires an "
+        "idempotency token (another region must not apply it a second time); declare reads and idempotent writes only",
+        "RESILIENCE[\"AWS\"][\"FAILOVER\"]['no-such-service']: 'no-such-service' is not a boto3 service name",
+        "RESILIENCE[\"AWS\"][\"FAILOVER\"]['secretsmanager'][\"operations\"]: 'get_secrte_value' is not an operation of "
+        "secretsmanager clients",
+    ]  # put_secret_value carries ClientRequestToken: it may fail over
