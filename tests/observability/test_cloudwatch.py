@@ -11,10 +11,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from django.core.checks import run_checks
-from django.http import HttpResponse
-from django.urls import path
 
-from resilience import CircuitOpenError, breakers, circuit_breaker
+from resilience import breakers, circuit_breaker
 from resilience.core.event import Event
 from resilience.observability.cloudwatch import CloudWatchSink
 from resilience.observability.cloudwatch_batches import MAX_BYTES, MAX_ENTRIES
@@ -22,6 +20,7 @@ from resilience.observability.cloudwatch_settings import parse_cloudwatch
 from resilience.observability.events import emit, sinks
 from resilience.observability.metrics import InMemorySink
 from tests.faults.proxy import FaultProxy
+from tests.urls_sinks import serve
 
 from .cloudwatch_recorder import CloudWatchRecorder
 
@@ -253,46 +252,22 @@ def test_close_is_bounded_when_cloudwatch_hangs(settings, outage, namespace):
 
 
 def test_a_cut_cloudwatch_never_changes_a_response_nor_logs_per_request(settings, client, outage, caplog):
-    settings.ROOT_URLCONF = __name__
+    settings.ROOT_URLCONF = "tests.urls_sinks"
     configure(settings, sink_paths=())
-    expected, baseline = _serve(client, caplog, None)
+    expected, baseline = serve(client, caplog, None)
     breakers.reload()
     configure(settings, {"endpoint_url": outage.url("http", "")})
     outage.refuse()
     emit(Event("app", "warmup", "x", {}))  # builds the sink
-    got, lines = _serve(client, caplog, cloudwatch_sink())
+    got, lines = serve(client, caplog, cloudwatch_sink(), close=True)
     assert got == expected  # 502s, then 503s: the same bytes
     assert [line for line in lines if line.startswith("django.")] == [line for line in baseline if line.startswith("django.")]
     sink_lines = [line for line in lines if line.startswith("resilience.metrics") or BREAKER in line]
     assert 1 <= len(sink_lines) <= 6, sink_lines  # ten failed intervals and 200 requests: a few lines, none per request
 
 
-def _serve(client, caplog, sink: CloudWatchSink | None) -> tuple[list[tuple[int, bytes]], list[str]]:
-    """200 requests, an interval flushed every 20: the responses, and the log lines they cost."""
-    responses = []
-    with caplog.at_level(logging.INFO, logger="resilience"):
-        caplog.clear()
-        for n in range(200):
-            response = client.get("/protected/")
-            responses.append((response.status_code, response.content))
-            if sink is not None and n % 20 == 19:
-                sink.flush()
-        if sink is not None:
-            sink.close()  # the sender has done all it will do: its lines are in
-        return responses, [f"{r.name} {r.getMessage()}" for r in caplog.records]
 
 
-def _protected(request):
-    try:
-        circuit_breaker("cloudwatch-view").call(_fail)
-    except CircuitOpenError:
-        return HttpResponse("open", status=503)
-    except ConnectionError:
-        return HttpResponse("down", status=502)
-    return HttpResponse("ok")
-
-
-urlpatterns = [path("protected/", _protected)]
 
 
 # Settings.

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.core.checks import run_checks
-from django.http import HttpResponse
-from django.urls import path
 
 from resilience import CircuitOpenError, circuit_breaker
 from resilience.core.event import Event
@@ -26,6 +24,7 @@ from resilience.observability.emf import CloudWatchEMFSink
 from resilience.observability.emf_settings import MAX_STATIC_DIMENSIONS, parse_emf
 from resilience.observability.events import emit, sinks
 from resilience.observability.metrics import InMemorySink
+from tests.urls_sinks import serve
 
 from .emf_spec import dimensions, documents, metric_values, problems
 
@@ -315,42 +314,20 @@ def test_counting_never_touches_the_output(monkeypatch):
     assert stream.writes == 1  # the first line fails; the rest of the interval is dropped, not retried line by line
 
 
-def _protected(request):
-    try:
-        circuit_breaker("emf-view").call(_fail)
-    except CircuitOpenError:
-        return HttpResponse("open", status=503)
-    except ConnectionError:
-        return HttpResponse("down", status=502)
-    return HttpResponse("ok")
 
 
-urlpatterns = [path("protected/", _protected)]
-
-
-def _serve(client, caplog, sink: CloudWatchEMFSink | None) -> tuple[list[tuple[int, bytes]], list[str]]:
-    """200 requests, an interval flushed every 20: the responses, and the log lines they cost."""
-    responses = []
-    with caplog.at_level(logging.INFO, logger="resilience"):
-        caplog.clear()
-        for n in range(200):
-            response = client.get("/protected/")
-            responses.append((response.status_code, response.content))
-            if sink is not None and n % 20 == 19:
-                sink.flush()
-        return responses, [f"{r.name} {r.getMessage()}" for r in caplog.records]
 
 
 def test_a_failing_sink_never_changes_a_response_nor_logs_per_request(settings, client, monkeypatch, caplog):
-    settings.ROOT_URLCONF = __name__
+    settings.ROOT_URLCONF = "tests.urls_sinks"
     configure(settings, sink_paths=())
     monkeypatch.setattr(events, "summary", events.LogSummary())
-    expected, baseline = _serve(client, caplog, None)
+    expected, baseline = serve(client, caplog, None)
     configure(settings, {"max_series": 1})  # full after the first series, and a broken output
     monkeypatch.setattr(sys, "stdout", BrokenStream())
     monkeypatch.setattr(events, "summary", events.LogSummary())
     emit(Event("app", "warmup", "x", {}))  # builds the sink, which takes the one series it has room for
-    got, lines = _serve(client, caplog, emf_sink())
+    got, lines = serve(client, caplog, emf_sink())
     assert got == expected  # 502, 502, then 503s: the same bytes
     extra = [line.split(" name=")[0] for line in lines if line.startswith("resilience.metrics ")]
     assert len(lines) - len(baseline) == len(extra) == 2  # ten failed intervals, 190 requests past the limit: two lines
