@@ -39,18 +39,21 @@ def sample(metric: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(metric, labels) or 0.0
 
 
+SERIES = {  # one series of each family, by a short name
+    "open": ("resilience_breaker_transitions_total", {"name": "names-a", "to_state": "open"}),
+    "rejected": ("resilience_breaker_calls_total", {"name": "names-a", "kind": "not_permitted"}),
+    "retried": ("resilience_retry_calls_total", {"name": "pg", "kind": "retried"}),
+    "budget": ("resilience_retry_budget_refusals_total", {"name": "pg"}),
+    "limited": ("resilience_ratelimit_decisions_total", {"name": "ip", "decision": "rejected"}),
+    "stale": ("resilience_fallback_served_total", {"name": "prices", "step": "stale"}),
+    "failover": ("resilience_aws_failovers_total", {"name": "secretsmanager", "kind": "failover"}),
+    "other": ("resilience_events_total", {"area": "storage", "kind": "store_unavailable", "name": "breaker"}),
+}
+
+
 def test_events_are_counted_under_resilience4j_style_names(settings):
     configure(settings)
-    before = {
-        "open": sample("resilience_breaker_transitions_total", name="names-a", to_state="open"),
-        "rejected": sample("resilience_breaker_calls_total", name="names-a", kind="not_permitted"),
-        "retried": sample("resilience_retry_calls_total", name="pg", kind="retried"),
-        "budget": sample("resilience_retry_budget_refusals_total", name="pg"),
-        "limited": sample("resilience_ratelimit_decisions_total", name="ip", decision="rejected"),
-        "stale": sample("resilience_fallback_served_total", name="prices", step="stale"),
-        "failover": sample("resilience_aws_failovers_total", name="secretsmanager", kind="failover"),
-        "other": sample("resilience_events_total", area="storage", kind="store_unavailable", name="breaker"),
-    }
+    before = {key: sample(metric, **labels) for key, (metric, labels) in SERIES.items()}
     emit(Event("breaker", "transition", "names-a", {"old_state": "closed", "new_state": "open"}))
     emit(Event("breaker", "rejected", "names-a", {"state": "open", "retry_after": 3}))
     emit(Event("retry", "retry", "pg", {"attempt": 1}))
@@ -59,16 +62,7 @@ def test_events_are_counted_under_resilience4j_style_names(settings):
     emit(Event("fallback", "stale", "prices", {}))
     emit(Event("aws", "failover", "secretsmanager", {"to_region": "eu-central-1"}))
     emit(Event("storage", "store_unavailable", "breaker", {"count": 3}))  # a summary of 3 adds 3
-    after = {
-        "open": sample("resilience_breaker_transitions_total", name="names-a", to_state="open"),
-        "rejected": sample("resilience_breaker_calls_total", name="names-a", kind="not_permitted"),
-        "retried": sample("resilience_retry_calls_total", name="pg", kind="retried"),
-        "budget": sample("resilience_retry_budget_refusals_total", name="pg"),
-        "limited": sample("resilience_ratelimit_decisions_total", name="ip", decision="rejected"),
-        "stale": sample("resilience_fallback_served_total", name="prices", step="stale"),
-        "failover": sample("resilience_aws_failovers_total", name="secretsmanager", kind="failover"),
-        "other": sample("resilience_events_total", area="storage", kind="store_unavailable", name="breaker"),
-    }
+    after = {key: sample(metric, **labels) for key, (metric, labels) in SERIES.items()}
     assert {k: after[k] - before[k] for k in before} == {k: 3.0 if k == "other" else 1.0 for k in before}
 
 
