@@ -61,7 +61,7 @@ FAMILIES: dict[str, Family] = {
     "calls": Family("resilience_breaker_calls", "Calls through a breaker, by kind", ("name", "kind")),
     "retry": Family("resilience_retry_calls", "Retry decisions, by kind", ("name", "kind")),
     "budget": Family("resilience_retry_budget_refusals", "Retries refused by a retry budget", ("name",)),
-    "ratelimit": Family("resilience_ratelimit_decisions", "Rate-limit decisions that refused, by decision", ("name", "decision")),
+    "ratelimit": Family("resilience_ratelimit_decisions", "Rate-limit decisions, by decision", ("name", "decision")),
     "fallback": Family("resilience_fallback_served", "Fallbacks served, by step", ("name", "step")),
     "failover": Family("resilience_aws_failovers", "AWS region failovers and failbacks, by kind", ("name", "kind")),
     "events": Family("resilience_events", "Every other event, by area and kind", ("area", "kind", "name")),
@@ -78,8 +78,11 @@ ROUTES: dict[str, tuple[str, dict[str, str]]] = {
     "resilience.ratelimit.shadow_rejected": ("ratelimit", {"decision": "shadow_rejected"}),
     **{f"resilience.fallback.{step}": ("fallback", {"step": step}) for step in FALLBACK_STEPS},
     **{f"resilience.aws.{kind}": ("failover", {"kind": kind}) for kind in ("failover", "failback", "last_known_good")},
-    # not events: the breakers' call totals, exported every ``export_interval`` (``CallTotalsExporter``)
+    "resilience.ratelimit.store_unavailable": ("ratelimit", {"decision": "store_unavailable"}),
+    # not events: the breakers' call totals and the limiter's admitted decisions, exported every
+    # ``export_interval`` (``CallTotalsExporter``)
     **{f"resilience.breaker.{kind}": ("calls", {"kind": kind}) for kind in ("successful", "failed", "ignored")},
+    "resilience.ratelimit.allowed": ("ratelimit", {"decision": "allowed"}),
 }
 CALL_KINDS = ("successful", "failed", "ignored")  # the order of ``CircuitBreaker.call_totals()``
 GAUGE_NAMES = {"resilience.aws.credentials_expires_in": "resilience_aws_credentials_expires_in_seconds"}
@@ -171,6 +174,7 @@ class CallTotalsExporter:
     def __init__(self, sink: PrometheusSink, interval: float) -> None:
         self.sink, self.interval = sink, interval
         self._last: weakref.WeakKeyDictionary[Any, tuple[int, int, int]] = weakref.WeakKeyDictionary()
+        self._admitted: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pid = os.getpid()
@@ -190,10 +194,11 @@ class CallTotalsExporter:
 
     def export(self) -> None:
         from resilience.breakers.registry import breakers  # the registry imports the event path
+        from resilience.ratelimit.limiter import built_limiter
 
         with self._lock:
             if os.getpid() != self._pid:  # a forked child: its breakers start from the parent's totals
-                self._pid, self._last = os.getpid(), weakref.WeakKeyDictionary()
+                self._pid, self._last, self._admitted = os.getpid(), weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
             for breaker in breakers.local():
                 totals = breaker.call_totals()
                 last = self._last.get(breaker, (0, 0, 0))
@@ -201,6 +206,15 @@ class CallTotalsExporter:
                     if now > before:
                         self.sink.increment(f"resilience.breaker.{kind}", float(now - before), {"name": breaker.name})
                 self._last[breaker] = totals
+            limiter = built_limiter()
+            if limiter is not None:
+                admitted = limiter.allowed_totals()
+                before_admitted = self._admitted.get(limiter, {})
+                for name, count in admitted.items():
+                    if count > before_admitted.get(name, 0):
+                        grown = float(count - before_admitted.get(name, 0))
+                        self.sink.increment("resilience.ratelimit.allowed", grown, {"name": name})
+                self._admitted[limiter] = admitted
 
 
 class BreakerStateCollector:

@@ -9,6 +9,8 @@ every outage goes out as an event.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import Counter
 from typing import Any
 
 from resilience.breakers.decorator import circuit_breaker
@@ -39,6 +41,15 @@ class Limiter:
     def __init__(self, redis_store: RateLimitStore | None) -> None:
         self.redis = redis_store
         self.local = MemoryRateLimitStore()
+        # Admitted decisions by policy name since this limiter was built: no event per admitted
+        # request (that is every request); metrics exporters read allowed_totals() off the path.
+        self._allowed: Counter[str] = Counter()
+        self._allowed_lock = threading.Lock()
+
+    def allowed_totals(self) -> dict[str, int]:
+        """Policy name -> decisions this limiter admitted with that policy among theirs."""
+        with self._allowed_lock:
+            return dict(self._allowed)
 
     def hit(self, policies: list[tuple[RatePolicy, str]], prefix: str, cost: int = 1) -> RateDecision:
         """``policies``: (policy, identity) pairs; all are decided together, all or nothing. A ``check:``
@@ -96,6 +107,9 @@ class Limiter:
 
     def _report(self, decision: RateDecision, policies: list[tuple[RatePolicy, str]]) -> RateDecision:
         if decision.allowed:
+            with self._allowed_lock:
+                for p, _ in policies:
+                    self._allowed[p.name] += 1
             return decision
         refusing = {s.limit.policy for s in decision.states if not s.allowed}
         names = ",".join(p.name for p, _ in policies if p.name in refusing) or ",".join(p.name for p, _ in policies)
@@ -113,6 +127,11 @@ def _refused(limit: Limit) -> LimitState:
 
 
 _limiter: list[Limiter] = []
+
+
+def built_limiter() -> Limiter | None:
+    """The process's limiter if a decision has built it (exporters must not build one)."""
+    return _limiter[0] if _limiter else None
 
 
 def limiter() -> Limiter:

@@ -216,3 +216,22 @@ def test_one_scrape_of_four_gunicorn_workers_shows_the_trip_once_and_counts_add_
     assert scraped(text, "resilience_breaker_calls_total", kind="not_permitted", name="x") == rejected
     assert scraped(text, "resilience_breaker_calls_total", kind="failed", name="x") == 3.0  # the trip's calls
     assert scraped(text, "resilience_breaker_calls_total", kind="successful", name="y") == 60.0  # added up across workers
+
+
+def test_rate_limit_decisions_are_counted_by_decision_admitted_ones_off_the_path(settings):
+    from resilience.ratelimit.limiter import limiter
+    from resilience.ratelimit.policies import policy
+
+    configure(settings, {"export_interval": 300})
+    rule = policy("prom-limit", "3/min", "test", "open")
+
+    def counted(decision):
+        return sample("resilience_ratelimit_decisions_total", name="prom-limit", decision=decision)
+
+    before = {d: counted(d) for d in ("allowed", "rejected", "store_unavailable")}
+    decisions = [limiter().hit([(rule, "client-1")], "prom-test").allowed for _ in range(5)]
+    emit(Event("ratelimit", "store_unavailable", "prom-limit", {"fail": "open", "error": "ConnectionError"}))
+    assert decisions == [True, True, True, False, False]
+    assert counted("allowed") == before["allowed"]  # nothing on the path of an admitted request
+    export_call_totals()
+    assert {d: counted(d) - before[d] for d in before} == {"allowed": 3.0, "rejected": 2.0, "store_unavailable": 1.0}
