@@ -367,3 +367,26 @@ def check_aws_failover(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         return [Error(f'RESILIENCE["AWS"]["FAILOVER"] is set, but {exc}', id="resilience.E018")]
     hint = "Declare reads, and writes that carry an idempotency token (ClientRequestToken, ClientToken...)."
     return [Error(problem, hint=hint, id="resilience.E018") for problem in settings_problems()]
+
+
+@register(Tags.security)
+def check_prometheus_scrape(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``RESILIENCE["METRICS"]["PROMETHEUS"]["allow"]`` with a network of every address (W014): the
+    scrape view is then open to anyone who can reach the server, which is never the default."""
+    if not _settings_load():
+        return []
+    try:
+        allow = resilience_settings.METRICS.options["PROMETHEUS"].allow
+    except ConfigurationError:
+        return []  # resilience.E001 reports it
+    everyone = [str(network) for network in allow if network.prefixlen == 0]
+    if not everyone:
+        return []
+    return [
+        Warning(
+            f'RESILIENCE["METRICS"]["PROMETHEUS"]["allow"] contains {", ".join(everyone)}: every address may scrape '
+            "the metrics (breaker names, rates, failovers) without logging in.",
+            hint="List the addresses of your Prometheus servers, or scrape as a staff user with resilience.view_circuit.",
+            id="resilience.W014",
+        )
+    ]

@@ -99,14 +99,17 @@ def diff(existing: dict[str, Params], changes: Changes, delete_stale: bool = Fal
     return "".join(parts)
 
 
-def apply(client: Any, changes: Changes, delete_stale: bool = False) -> None:
+def apply(client: Any, changes: Changes, delete_stale: bool = False, done: list[str] | None = None) -> None:
     """Put what differs (metric alarms, then the composite), then delete stale alarms when asked
-    (composite ones first: CloudWatch keeps an alarm that a composite rule still names)."""
+    (composite ones first: CloudWatch keeps an alarm that a composite rule still names). ``done``
+    collects the names put so far, so a call that fails half-way can say what it changed."""
     for alarm in changes.puts:
         if "AlarmRule" in alarm:
             client.put_composite_alarm(**alarm)
         else:
             client.put_metric_alarm(**alarm)
+        if done is not None:
+            done.append(alarm["AlarmName"])
     if delete_stale and changes.stale:
         for start in range(0, len(changes.stale), 100):  # DeleteAlarms takes 100 names at most
             client.delete_alarms(AlarmNames=changes.stale[start : start + 100])

@@ -64,9 +64,9 @@ STATE_CHANGES = frozenset({
     # summary would print an old expires_in up to a minute late (the second fresh-project trial)
     "credentials_refreshed", "credentials_fresh", "credentials_expiring", "credentials_refresh_failed",
 })  # fmt: skip
-# Kinds whose ``reason`` (a closed set: an exception class, region_timeout, deadline...) is summarised
-# apart, so a new reason is a line at once, not a field of a summary of the old one.
-BY_REASON = frozenset({"failover", "give_up", "batch_dropped"})
+# Kinds summarised apart by one field whose values form a closed set (an exception class, a state, a
+# notifier type), so a new value is a line at once and a summary's fields hold for all it counts.
+SPLIT_BY = {"failover": "reason", "give_up": "reason", "batch_dropped": "reason", "rejected": "state", "notice_sent": "notifier"}
 # A breaker probing a dependency that stays down goes open -> half_open -> open once per open_for:
 # those two transitions recur for as long as the outage lasts, so they are summarised like per-request
 # kinds (the trip itself, a recovery and every manual action are always a line each).
@@ -143,8 +143,8 @@ class LogSummary:
         if event.kind in STATE_CHANGES and event.fields.get("reason") not in RECURRING:
             return [event]
         now = self.clock()
-        by_reason = event.kind in STATE_CHANGES or event.kind in BY_REASON
-        kind = f"{event.kind}:{event.fields.get('reason')}" if by_reason else event.kind
+        split = "reason" if event.kind in STATE_CHANGES else SPLIT_BY.get(event.kind)
+        kind = f"{event.kind}:{event.fields.get(split)}" if split is not None else event.kind
         key = (event.area, kind, event.name)
         with self._lock:
             due = self._sweep(now) if now >= self._next_sweep else []

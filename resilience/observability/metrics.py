@@ -92,7 +92,8 @@ def parse_metrics(value: Any, path: str) -> MetricsSettings:
     ``MetricsSink`` subclass, and each key of ``SINK_SETTINGS`` must parse, so a typo is a system-check
     error at start-up, not a lost metric."""
     if not isinstance(value, dict) or not isinstance(value.get("SINKS", []), (list, tuple)):
-        raise ConfigurationError(f'{path} must be a dict with a list "SINKS", got {value!r}')
+        shown = type(value.get("SINKS")).__name__ if isinstance(value, dict) else type(value).__name__
+        raise ConfigurationError(f'{path} must be a dict with a list "SINKS", got {shown}')
     reject_unknown_keys(value, ("SINKS", *SINK_SETTINGS), path)
     classes = []
     for i, dotted in enumerate(value.get("SINKS", [])):

@@ -118,6 +118,11 @@ def test_notifiers_without_rules_alert_on_breakers_opening_and_closing():
         ({"notifiers": [{"type": "slack"}]}, 'RESILIENCE["ALERTS"]["notifiers"][0]["type"] must be one of'),
         ({"notifiers": [{"type": "email", "to": ["ops"]}]}, 'RESILIENCE["ALERTS"]["notifiers"][0]["to"] must be'),
         ({"notifiers": [webhook("ftp://hooks.example.com")]}, 'RESILIENCE["ALERTS"]["notifiers"][0]["url"] must be'),
+        ({"notifiers": [webhook("https://ops:hunter2@hooks.example.com/x")]},
+         'RESILIENCE["ALERTS"]["notifiers"][0]["url"] must be an http(s):// URL without user:password@'),
+        ({"notifiers": [webhook("https://hooks.example.com/x\n")]}, 'RESILIENCE["ALERTS"]["notifiers"][0]["url"] must be'),
+        ({"rules": [{"event": "alerts notice_sent"}]},
+         'RESILIENCE["ALERTS"]["rules"][0]["event"] names an event of the alerts area'),
         ({"notifiers": [webhook("https://hooks.example.com", timeout=60)]},
          'RESILIENCE["ALERTS"]["notifiers"][0]["timeout"] must be a number above 0 and at most 30'),
         ({"notifiers": [{"type": "sns", "topic_arn": "ops"}]}, 'RESILIENCE["ALERTS"]["notifiers"][0]["topic_arn"] must be'),
@@ -433,6 +438,7 @@ def test_a_celery_worker_sends_the_notice_with_a_secret_only_the_worker_has(sett
         trip("payments")
         flush()
         assert wait_for(lambda: len(smtp.messages) == 1 and len(receiver.received) == 1, 60), worker.output()
+        wait_for(lambda: "succeeded" in worker.output(), 10)  # the task logs it after sending: not a race to lose
     finally:
         previous.set_default()
         producer.close()

@@ -196,3 +196,12 @@ def test_credential_levels_are_a_line_each_with_the_value_of_the_moment(caplog):
     for left in (660, 600):
         emit(Event("aws", "credentials_fresh", "arn:aws:iam::123456789012:role/app", {"expires_in": left}))
     assert [r.getMessage().rsplit("=", 1)[1] for r in caplog.records if "credentials_fresh" in r.getMessage()] == ["660", "600"]
+
+
+def test_rejections_are_summarised_per_state_so_a_summary_never_mislabels_them(monkeypatch, caplog):
+    monkeypatch.setattr(events, "summary", events.LogSummary(every=60))
+    caplog.set_level(logging.INFO, logger="resilience")
+    for state in ("open", "open", "half_open"):
+        emit(Event("breaker", "rejected", "split-by-state", {"state": state, "retry_after": 1.0}))
+    states = [re.search(r"state=(\S+)", r.getMessage()).group(1) for r in caplog.records if "split-by-state" in r.getMessage()]
+    assert states == ["open", "half_open"]  # the second "open" is folded into the open summary

@@ -235,3 +235,10 @@ def test_rate_limit_decisions_are_counted_by_decision_admitted_ones_off_the_path
     assert counted("allowed") == before["allowed"]  # nothing on the path of an admitted request
     export_call_totals()
     assert {d: counted(d) - before[d] for d in before} == {"allowed": 3.0, "rejected": 2.0, "store_unavailable": 1.0}
+
+
+@pytest.mark.parametrize(("allow", "warned"), [(["0.0.0.0/0"], True), (["10.0.0.0/8", "::/0"], True), (["10.0.0.0/8"], False)])
+def test_an_allow_list_of_every_address_is_w014(settings, allow, warned):
+    configure(settings, {"allow": allow})
+    warnings = [m.msg for m in run_checks() if m.id == "resilience.W014"]
+    assert bool(warnings) is warned

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from types import MappingProxyType
 from typing import Any
 
@@ -50,19 +51,12 @@ from resilience.exceptions import CircuitOpenError, ConfigurationError, Deadline
 from resilience.integrations.aws.classifiers import client_error_details, read_or_tokened, retry_kind, service_fault
 from resilience.integrations.aws.protection import protect
 from resilience.integrations.aws.protection import session as protected_session
+from resilience.integrations.aws.service_breakers import counted_share
 from resilience.observability.events import emit
 
 REGION = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]+")  # us-east-1, eu-central-2, us-gov-west-1, cn-north-1
 RANKS = {"closed": 0, "disabled": 0, "half_open": 1}  # open and forced_open: 2
 LastKnownGood = Callable[..., Any]  # called with the operation's parameters; None: nothing known
-
-
-class RegionTimeout(TimeoutError):
-    """A region did not answer within its share of the deadline (counted against its breaker)."""
-
-
-def _no_answer(region: str) -> None:
-    raise RegionTimeout(f"{region} did not answer within its share of the deadline")
 
 
 def failover_safe(operation_model: Any) -> bool:
@@ -151,13 +145,14 @@ class FailoverClient:
                 if share is None:
                     response = getattr(self.clients[region], operation)(**params)
                 else:
-                    with deadline(share):  # a region that hangs must leave the next one time to answer
+                    # a region that hangs must leave the next one time to answer; a share long enough
+                    # that runs out is that region's failure (counted once, by its breaker)
+                    counts = share >= resilience_settings.AWS["failover_min_share"]
+                    with deadline(share), counted_share(share) if counts else nullcontext():
                         response = getattr(self.clients[region], operation)(**params)
             except DeadlineExceeded as exc:
                 if share is None or not remaining():  # the caller's own deadline: nothing left to fail over with
                     raise
-                if share >= resilience_settings.AWS["failover_min_share"]:
-                    self._timed_out(region)
                 error, reason = exc, "region_timeout"
                 continue
             except Exception as exc:
@@ -170,15 +165,6 @@ class FailoverClient:
             return response
         assert error is not None  # at least one region, and each one either returned or failed
         return self._static(operation, params, error, reason)
-
-    def _timed_out(self, region: str) -> None:
-        """One failure for ``region``'s breaker: it did not answer within its share of the deadline.
-        (A call cut by a deadline counts for nothing by itself, so that a caller's short deadline
-        cannot open a shared breaker; a share of ``RESILIENCE["AWS"]["failover_min_share"]`` or more is no such caller.)"""
-        try:
-            self._breakers[region].call(_no_answer, region)
-        except (RegionTimeout, CircuitOpenError):
-            pass
 
     def _passed_over(self, operation: str, first: str) -> None:
         """A call that starts away from the last region that served (its breaker left closed) is a failover."""

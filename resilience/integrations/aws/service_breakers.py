@@ -11,18 +11,38 @@ attempts the retry layer made inside it. A call whose retry succeeded is a succe
 answered), and retries cannot multiply the failures a breaker counts. 5xx, throttling and
 connection errors count as failures; any other 4xx is a success (not the service's fault).
 The breaker's ``timeout`` does not apply (the call runs inside botocore); the deadline bounds it.
+A call cut by the deadline counts for nothing (a caller's short deadline must not open a shared
+breaker), except inside ``counted_share()``: a ``failover_client`` region given a share of the
+deadline long enough to count (``failover_min_share``) that did not answer in it failed, once, as a
+call that ran past its own timeout does.
 """
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from resilience.breakers.decorator import BreakerHandle, circuit_breaker
+from resilience.core.breaker import cut_by_deadline
+from resilience.exceptions import CallTimeout
 from resilience.integrations.aws.classifiers import service_fault
 
 TICKET = "resilience_aws_breaker"  # key of the call's (breaker, ticket) in botocore's request context
+_share: contextvars.ContextVar[float | None] = contextvars.ContextVar("resilience_aws_counted_share", default=None)
+
+
+@contextmanager
+def counted_share(seconds: float) -> Iterator[None]:
+    """Inside: a call cut by the (share's) deadline is a failure of its breaker, a ``CallTimeout``."""
+    token = _share.set(seconds)
+    try:
+        yield
+    finally:
+        _share.reset(token)
 
 
 def breaker_name(model: Any, context: dict[str, Any]) -> str:
@@ -52,6 +72,9 @@ class ServiceBreakers:
         entry = context.pop(TICKET, None)
         if entry is not None:
             breaker, ticket = entry
+            share = _share.get()
+            if exc is not None and share is not None and cut_by_deadline(exc):
+                exc = CallTimeout(breaker.name, share)  # the region's own time ran out: its failure
             breaker.finish(ticket, exc)
 
     def settle_response(self, context: dict[str, Any], http_response: Any, parsed: dict[str, Any], model: Any) -> None:

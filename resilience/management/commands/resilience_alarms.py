@@ -83,20 +83,21 @@ class Command(BaseCommand):
         from resilience.integrations.aws import session
 
         delete = options["delete_stale"]
+        done: list[str] = []
         try:
             client = session().client("cloudwatch", region_name=region, endpoint_url=options["endpoint_url"])
             existing = alarm_sync.current(client, options["prefix"])
             changes = alarm_sync.compare(existing, alarms)
             self.stdout.write(alarm_sync.diff(existing, changes, delete), ending="")
             if options["apply"]:
-                alarm_sync.apply(client, changes, delete)
+                alarm_sync.apply(client, changes, delete, done)
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            raise CommandError(
-                f"CloudWatch refused {exc.operation_name}: {error.get('Code')}: {str(error.get('Message'))[:300]}"
-            ) from None
+            message = _one_line(f"{error.get('Code')}: {error.get('Message')}")
+            raise CommandError(f"CloudWatch refused {exc.operation_name}: {message}{_partial(done)}") from None
         except (BotoCoreError, ResilienceError, ValueError) as exc:
-            raise CommandError(f"CloudWatch could not be reached: {type(exc).__name__}: {str(exc)[:300]}") from None
+            reason = f"{type(exc).__name__}: {_one_line(str(exc))}"
+            raise CommandError(f"CloudWatch could not be reached: {reason}{_partial(done)}") from None
         self._summary(changes, options["apply"], delete)
 
     def _summary(self, changes: alarm_sync.Changes, applied: bool, delete: bool) -> None:
@@ -114,3 +115,15 @@ class Command(BaseCommand):
                 f"kept {len(changes.stale)} alarm(s) under the prefix that are no longer wanted "
                 f"(--delete-stale removes them): {', '.join(changes.stale)}"
             )
+
+
+def _one_line(text: str) -> str:
+    """An error's text as one line of at most 300 characters (an endpoint may answer with a page of HTML)."""
+    return " ".join(text.split())[:300]
+
+
+def _partial(done: list[str]) -> str:
+    """What an --apply had changed before it failed."""
+    if not done:
+        return ""
+    return f" (put {len(done)} alarm(s) before the error: {', '.join(done[:5])}{', ...' if len(done) > 5 else ''})"

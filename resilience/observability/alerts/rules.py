@@ -119,6 +119,8 @@ def _match(value: Any, path: str) -> Match:
             raise ConfigurationError(f"{where} must be a string, number or boolean, or a non-empty list of them")
         parsed[key] = values
     area, kind = event.split(" ")
+    if area == "alerts":  # the dispatcher skips its own events, so alerts cannot feed on themselves
+        raise ConfigurationError(f'{path}["event"] names an event of the alerts area, which never matches a rule')
     return Match(area, kind, parsed)
 
 

@@ -75,8 +75,13 @@ class AlertsSettings:
 
 
 def _url(value: Any, path: str) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value.startswith(("https://", "http://"))):
+    """An http(s) URL without credentials in it (they would travel into logs and errors) or spaces."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
         raise ConfigurationError(f"{path} must be an http(s):// URL")  # the value may hold a token: not shown
+    if "@" in value.split("/", 3)[2] or any(c.isspace() for c in value) or not value.isprintable():
+        raise ConfigurationError(f"{path} must be an http(s):// URL without user:password@ or spaces (sign with the secret)")
     return value
 
 

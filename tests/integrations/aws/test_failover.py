@@ -278,6 +278,9 @@ def test_a_hung_region_opens_its_breaker_but_a_short_deadline_counts_nothing(mot
             assert client.get_secret_value(SecretId=name)["SecretString"] == "west-value"
     assert client.state(EAST) == "open"
     assert client.order() == [WEST, EAST]
+    # each call sent to the region counted once: 3 cut short (ignored), 3 failed; before, a second,
+    # made-up call was counted after each real one, and could be "rejected" once the breaker opened
+    assert breakers.get(f"aws:secretsmanager:{EAST}").call_totals() == (0, 3, 3)
 
 
 def test_a_dynamodb_global_table_read_fails_over(moto_url, outage, events):
