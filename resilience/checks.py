@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
-from resilience.storage.redis.client import URL_SCHEMES
+from resilience.storage.redis.client import URL_SCHEMES, redacted
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
@@ -60,8 +60,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if redis_setting not in caches:
             messages.append(
                 Error(
-                    f'RESILIENCE["REDIS"] names cache {redis_setting!r}, which is not in CACHES.',
-                    hint=f"Define CACHES[{redis_setting!r}] with the django-redis backend, or give a redis:// URL.",
+                    f'RESILIENCE["REDIS"] names cache {redacted(redis_setting)!r}, which is not in CACHES.',
+                    hint=f"Define CACHES[{redacted(redis_setting)!r}] with the django-redis backend, or give a redis:// URL.",
                     id="resilience.E002",
                 )
             )
@@ -253,8 +253,9 @@ def _never_runs(entry: dict[str, Any]) -> str | None:
 
 def _redis_passwords() -> set[str]:
     """The passwords of the Redis the library uses: in its URL, or in the django-redis cache it names
-    (``LOCATION`` URLs and ``OPTIONS["PASSWORD"]``)."""
-    from urllib.parse import urlsplit
+    (``LOCATION`` URLs, ``OPTIONS["PASSWORD"]`` and ``OPTIONS["CONNECTION_POOL_KWARGS"]["password"]``),
+    as Redis receives them: a URL's password percent-decoded, as redis-py does."""
+    from urllib.parse import unquote, urlsplit
 
     target = resilience_settings.REDIS
     if not isinstance(target, str):
@@ -266,16 +267,18 @@ def _redis_passwords() -> set[str]:
         location: Any = cache.get("LOCATION")
         urls = [location] if isinstance(location, str) else [u for u in location or () if isinstance(u, str)]
         options: Any = cache.get("OPTIONS") or {}
-        password = options.get("PASSWORD") if isinstance(options, dict) else None
-        if isinstance(password, str):
-            found.add(password)
+        pool_kwargs: Any = options.get("CONNECTION_POOL_KWARGS") if isinstance(options, dict) else None
+        for password in (options.get("PASSWORD") if isinstance(options, dict) else None,
+                         pool_kwargs.get("password") if isinstance(pool_kwargs, dict) else None):  # fmt: skip
+            if isinstance(password, str):
+                found.add(password)
     for url in urls:
         try:
             password = urlsplit(url).password
         except ValueError:
             continue
         if password:
-            found.add(password)
+            found.add(unquote(password))
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import subprocess
@@ -9,7 +10,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -51,14 +54,22 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def arguments(self) -> list[str]:
+        """Where it listens (a subclass adds TLS, passwords, cluster mode...)."""
+        return ["--port", str(self.port)]
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A redis-py client that reaches this server (with its TLS and credentials, if any)."""
+        return redis.Redis(port=self.port, **options)
+
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [binary, *self.arguments(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=0.2)
+        client = self.client(socket_timeout=0.2)
         for _ in range(100):
             try:
                 client.ping()
@@ -174,6 +185,81 @@ def browser(_chromium: WebDriver) -> Iterator[WebDriver]:
     _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
     yield _chromium
     _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+# -- a test-owned TLS redis-server with an AUTH token and an ACL user -------------------------------
+class TlsRedisServer(RedisServer):
+    """A redis-server that speaks only TLS (``--port 0``: no plain listener) on its own port, with an
+    AUTH token for the default user and an ACL user ``app``; certificates made for it in ``folder``
+    (``tests/storage/redis/tls.py``: a CA, and a server certificate for ``hosts``). The secrets are
+    distinctive, so that a test can grep any output for them."""
+
+    USER = "app"
+
+    def __init__(self, folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+        from tests.storage.redis.tls import make_certificates
+
+        super().__init__()
+        self.certificates = make_certificates(folder, hosts)
+        self.hosts = hosts
+        self.token = f"S3cr3t-token-{secrets.token_hex(8)}"
+        self.user_password = f"S3cr3t/user@{secrets.token_hex(8)}"  # needs percent-encoding in a URL
+
+    def arguments(self) -> list[str]:
+        files = self.certificates
+        return [
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(files.cert), "--tls-key-file", str(files.key), "--tls-ca-cert-file", str(files.ca),
+            "--tls-auth-clients", "no",  # server-side TLS, as ElastiCache's in-transit encryption
+            "--requirepass", self.token,
+            "--user", self.USER, "on", f">{self.user_password}", "~*", "&*", "+@all",
+        ]  # fmt: skip
+
+    def client(self, **options: Any) -> redis.Redis:
+        """The test's own client (as the default user): it checks the hostname when the certificate names 127.0.0.1."""
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=str(self.certificates.ca),
+            ssl_check_hostname="127.0.0.1" in self.hosts, password=self.token, **options,
+        )  # fmt: skip
+
+    @property
+    def ca_query(self) -> str:
+        return f"ssl_ca_certs={quote(str(self.certificates.ca), safe='')}"
+
+    @property
+    def url(self) -> str:
+        """The AUTH-token form: ``rediss://:<token>@host:port/0?ssl_ca_certs=...``."""
+        return self.token_url()
+
+    def token_url(self, token: str | None = None, host: str = "127.0.0.1") -> str:
+        return f"rediss://:{quote(token or self.token, safe='')}@{host}:{self.port}/0?{self.ca_query}"
+
+    def user_url(self, password: str | None = None, host: str = "127.0.0.1") -> str:
+        """The ACL-user form: ``rediss://app:<password>@host:port/0?ssl_ca_certs=...``."""
+        secret = quote(password or self.user_password, safe="")
+        return f"rediss://{self.USER}:{secret}@{host}:{self.port}/0?{self.ca_query}"
+
+    @property
+    def leak_markers(self) -> tuple[str, ...]:
+        """Every form a secret could leak in: as set, and as written in a URL; and the full URLs."""
+        return (
+            self.token,
+            self.user_password,
+            quote(self.user_password, safe=""),
+            self.token_url(),
+            self.user_url(),
+        )
+
+
+@pytest.fixture(scope="session")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedisServer]:
+    """One TLS + AUTH redis-server for the session (tests keep apart by key prefix); stopped at the end."""
+    server = TlsRedisServer(tmp_path_factory.mktemp("tls-redis"))
+    try:  # killed even if it never answers
+        server.start()
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,10 @@ connection pool per process); it is rebuilt when the settings change.
 
 A cache alias reuses that django-redis cache's server address but not its timeouts or retries: the
 library must give up on Redis within ``REDIS_TIMEOUT`` however patient the cache is configured to be.
+Both forms carry TLS and credentials: a ``rediss://`` URL (or a cache whose ``LOCATION`` is one) makes
+``SSLConnection``s with the URL's user, password and ``ssl_*`` query arguments (or the cache's
+``USERNAME``, ``PASSWORD`` and ``CONNECTION_POOL_KWARGS``); ``FastScript`` copies them from the pool.
+Messages show a setting only through ``redacted()``: never a password.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import redis
 from django.conf import settings as django_settings
-from django.core.cache import caches
+from django.core.cache import InvalidCacheBackendError, caches
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -22,6 +26,17 @@ from resilience.conf import on_reload, resilience_settings
 from resilience.exceptions import ConfigurationError
 
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redacted(setting: str) -> str:
+    """``setting`` as a message may show it: a URL's user and password (all before its last ``@``,
+    after the scheme) become ``***``, so ``rediss://app:pw@host:6380/0`` is ``rediss://***@host:6380/0``.
+    Used for anything that could be a mistyped URL, cache aliases included."""
+    head, at, tail = setting.rpartition("@")
+    if not at:
+        return setting
+    scheme, sep, _ = head.partition("://")
+    return f"{scheme}{sep}***@{tail}" if sep else f"***@{tail}"
 
 
 def connect(setting: str, timeout: float) -> redis.Redis:
@@ -35,19 +50,25 @@ def connect(setting: str, timeout: float) -> redis.Redis:
         "retry": Retry(NoBackoff(), 0),
     }
     if setting.startswith(URL_SCHEMES):
-        return redis.Redis.from_url(setting, **options)
+        try:
+            return redis.Redis.from_url(setting, **options)
+        except ValueError:  # urllib's messages quote parts of the URL: a port "S3cr3t" from a password with a "/"
+            raise ConfigurationError(f'RESILIENCE["REDIS"] is not a valid Redis URL: {redacted(setting)!r}') from None
     try:
         cache = caches[setting]
-    except Exception as exc:
-        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {setting!r}, which is not in CACHES') from exc
+    except InvalidCacheBackendError:  # not chained: Django's message quotes the setting whole
+        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {redacted(setting)!r}, which is not in CACHES') from None
     factory = getattr(getattr(cache, "client", None), "connection_factory", None)
     if factory is None:
-        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {setting!r}, which is not a django-redis cache')
+        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {redacted(setting)!r}, which is not a django-redis cache')
     # The cache's connection parameters, from its connection factory: never the cache's own Redis
     # client, whose class may be ResilientClient's, which declares breakers and so needs this store.
     location = django_settings.CACHES[setting].get("LOCATION")
     first = (location.split(",") if isinstance(location, str) else list(location or [""]))[0].strip()
-    template = factory.get_connection_pool(factory.make_connection_params(first))  # no connection is opened
+    try:
+        template = factory.get_connection_pool(factory.make_connection_params(first))  # no connection is opened
+    except ValueError:  # as above: the message may quote the LOCATION's password
+        raise ConfigurationError(f'CACHES[{setting!r}]["LOCATION"] is not a valid Redis URL: {redacted(first)!r}') from None
     kwargs = {**template.connection_kwargs, **options}
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=template.connection_class, **kwargs))
 
