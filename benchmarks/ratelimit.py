@@ -4,6 +4,7 @@ Run from the project root::
 
     .venv/bin/python benchmarks/ratelimit.py           # full run, ~40 s
     .venv/bin/python benchmarks/ratelimit.py --quick   # smoke test, ~10 s
+    .venv/bin/python benchmarks/ratelimit.py --cluster # on a local Redis Cluster, beside one server
 
 Compared: ``resilience`` (GCRA, every limit of a request decided by one Lua script), DRF's
 ``SimpleRateThrottle`` (a timestamp list in Django's cache: GET, then SET), django-ratelimit (a
@@ -553,7 +554,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, help="racing worker processes (default 8, quick 4)")
     parser.add_argument("--threads", type=int, default=4, help="racing threads per process")
     parser.add_argument("--attempts", type=int, help="attempts per racing thread (default 150, quick 30)")
+    parser.add_argument("--cluster", action="store_true", help="only: cluster figures beside one server")
+    parser.add_argument("--cluster-url", help="redis+cluster://host:port,... (default: a local cluster for the run)")
     args = parser.parse_args(argv)
+    if args.cluster:  # benchmarks/ratelimit_cluster.py
+        from benchmarks import ratelimit_cluster
+
+        setup_django(args.redis_url, f"bench-ratelimit-{os.getpid()}", args.limit)
+        rounds = args.rounds or (9 if args.quick else 31)
+        ratelimit_cluster.run(args.redis_url, args.cluster_url, rounds, 0.01 if args.quick else 0.02)
+        return 0
     rounds = args.rounds or (9 if args.quick else 61)
     target_s = 0.01 if args.quick else 0.02  # short rounds, many of them: ratios are taken round by round
     counted = 512 if args.quick else IDENTITIES

@@ -64,6 +64,16 @@ def _redis(value: Any, path: str) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         shown = repr(value) if isinstance(value, str) else type(value).__name__  # a dict or bytes may hold a password
         raise ConfigurationError(f"{path} must be a cache alias or a redis:// URL, got {shown}")
+    if isinstance(value, str) and value.startswith(("redis+cluster://", "rediss+cluster://")):
+        from resilience.storage.redis.client import redacted  # storage imports this module
+        from resilience.storage.redis.cluster import seeds
+
+        try:
+            seeds(value)
+        except ValueError:
+            shown = redacted(value)
+            form = "redis+cluster://host:port[,host:port...][/0] (rediss+cluster:// with TLS)"
+            raise ConfigurationError(f"{path} must be {form}, got {shown!r}") from None
 
 
 def _key_prefix(value: Any, path: str) -> None:

@@ -262,6 +262,32 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedisServ
         server.kill()
 
 
+# -- a test-owned Redis Cluster: 3 primaries with a replica each (tests/storage/redis/cluster.py) ---
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Redis Cluster for the session (tests keep apart by key prefix); every node is
+    killed at the end. A test that kills a node must use ``fresh_redis_cluster`` instead."""
+    from tests.storage.redis.cluster import LocalRedisCluster
+
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def fresh_redis_cluster(tmp_path: Path) -> Iterator[Any]:
+    """A Redis Cluster of the test's own, for tests that kill nodes; killed at the end."""
+    from tests.storage.redis.cluster import LocalRedisCluster
+
+    cluster = LocalRedisCluster(tmp_path)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     """moto in server mode for the module's tests (AWS integration, CloudWatch sinks, alarms)."""

@@ -29,6 +29,7 @@ from resilience.exceptions import StoreUnavailableError
 from resilience.observability import events
 from resilience.storage.keys import digest
 from resilience.storage.memory.breaker import MemoryBreakerStore
+from resilience.storage.redis.cluster import by_node, refresh_slots, reset_after_fork
 from resilience.storage.redis.health import REDIS_ERRORS, StoreHealth
 from resilience.storage.redis.scripts import BreakerArgs, BreakerKeys, NamesAddArgs, NamesAddKeys, breaker_scripts, names_add
 
@@ -253,18 +254,27 @@ class RedisBreakerStore(BreakerStore):
 
     # -- synchronisation ----------------------------------------------------------------
     def refresh(self, names: set[str] | None = None) -> None:
-        """Read the shared state of ``names`` (default: every breaker of this process) in one round trip."""
+        """Read the shared state of ``names`` (default: every breaker of this process) in one round
+        trip (one per node on a cluster: each node's rows are read on that node's clock)."""
         ordered = sorted(self._local.names() if names is None else names)
-        pipe = self._client.pipeline(transaction=False)
+        lost = []
+        for client, indices in by_node(self._client, [self._keys(name).state for name in ordered]):
+            lost += self._read(client, [ordered[i] for i in indices])
+        if lost:
+            self._start_afresh(lost)
+
+    def _read(self, client: Any, names: list[str]) -> list[str]:
+        """Adopt the rows of ``names``, all served by ``client``; the names that have no record."""
+        pipe = client.pipeline(transaction=False)
         pipe.time()
-        for name in ordered:
+        for name in names:
             pipe.hmget(self._keys(name).state, "state", "gen", "open_until", "since", "trips")
         results = pipe.execute()
         seconds, micros = results[0]  # read just before the rows: a trip after it can only be newer
         self._clock.offset = seconds + micros / 1e6 - time.time()
         read_at = seconds * 1_000_000 + micros
         lost = []
-        for name, row in zip(ordered, results[1:], strict=True):
+        for name, row in zip(names, results[1:], strict=True):
             state, gen, open_until, since, trips = (_text(v) if v is not None else None for v in row)
             if gen is None:  # no state: first use, or lost (restarted empty, evicted, deleted)
                 lost.append(name)
@@ -274,16 +284,17 @@ class RedisBreakerStore(BreakerStore):
                 int(gen), float(open_until or 0), float(since or 0), int(trips or 0),
             )  # fmt: skip
             self._seed(name, view, read_at)
-        if lost:
-            self._start_afresh(lost)
+        return lost
 
     def _start_afresh(self, names: list[str]) -> None:
-        """Create the missing records (one round trip), each in a generation nobody has seen, and adopt them."""
-        pipe = self._client.pipeline(transaction=False)
-        for name in names:
-            self._scripts["view"](self._keys(name), self._args(name, None), client=pipe)
-        for name, reply in zip(names, pipe.execute(), strict=True):
-            self._adopt(name, reply)
+        """Create the missing records (one round trip per node), each in a generation nobody has seen, and adopt them."""
+        for client, indices in by_node(self._client, [self._keys(name).state for name in names]):
+            group = [names[i] for i in indices]
+            pipe = client.pipeline(transaction=False)
+            for name in group:
+                self._scripts["view"](self._keys(name), self._args(name, None), client=pipe)
+            for name, reply in zip(group, pipe.execute(), strict=True):
+                self._adopt(name, reply)
 
     def _push_stats(self) -> None:
         source = self.stats_source
@@ -327,6 +338,7 @@ class RedisBreakerStore(BreakerStore):
                 self._health.succeeded()
             except REDIS_ERRORS as exc:
                 self._failed(exc)
+                refresh_slots(self._client)  # on a cluster a replica may have taken over: read the slot map again
                 if pubsub is not None:
                     _quietly(pubsub.close)
                     pubsub = None
@@ -339,7 +351,7 @@ class RedisBreakerStore(BreakerStore):
 
     def _restart_after_fork(self) -> None:
         self._process = f"{socket.gethostname()}:{os.getpid()}"
-        self._client.connection_pool.reset()
+        reset_after_fork(self._client)
         self._start()
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ Messages show a setting only through ``redacted()``: never a password.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.conf import settings as django_settings
@@ -24,8 +24,9 @@ from redis.retry import Retry
 
 from resilience.conf import on_reload, resilience_settings
 from resilience.exceptions import ConfigurationError
+from resilience.storage.redis.cluster import CLUSTER_SCHEMES, connect_cluster, is_cluster_url
 
-URL_SCHEMES = ("redis://", "rediss://", "unix://")
+URL_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)  # cluster: storage/redis/cluster.py
 
 
 def redacted(setting: str) -> str:
@@ -49,6 +50,8 @@ def connect(setting: str, timeout: float) -> redis.Redis:
         # dead server); the library does its own, bounded handling, so that layer is switched off.
         "retry": Retry(NoBackoff(), 0),
     }
+    if is_cluster_url(setting):  # a RedisCluster (made at first use) answers the commands the stores send
+        return cast(redis.Redis, connect_cluster(setting, options))
     if setting.startswith(URL_SCHEMES):
         try:
             return redis.Redis.from_url(setting, **options)

@@ -15,7 +15,7 @@ import redis
 
 from resilience.core.event import Event, EventSink
 
-REDIS_ERRORS = (redis.RedisError, OSError)
+REDIS_ERRORS = (redis.RedisError, OSError, redis.exceptions.RedisClusterException)  # the last: no slot map yet
 
 
 class StoreHealth:
