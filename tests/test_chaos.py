@@ -190,11 +190,21 @@ def log_budget(seconds: float, lines: list[str]) -> tuple[int, int]:
 
 def repeated_events(logs: dict[str, list[str]]) -> list[str]:
     """Events of one kind and name that one worker logged more than once: each is a line the first
-    time, then one summary a minute (longer than this run). Transitions are a line each."""
-    seen = Counter(
-        match.groups() for lines in logs.values() for match in map(EVENT_LINE.match, lines) if match and match[3] != "transition"
-    )
-    return [" ".join(key) for key, count in seen.items() if count > 1]
+    time, then one summary a minute (longer than this run). Transitions are a line each; kinds the
+    event path summarises apart by a field (``events.SPLIT_BY``: a rejection's ``state``) count per
+    value of that field."""
+    from resilience.observability.events import SPLIT_BY
+
+    def key(line: str) -> tuple[str, ...] | None:
+        match = EVENT_LINE.match(line)
+        if match is None or match[3] == "transition":
+            return None
+        split = SPLIT_BY.get(match[3])
+        value = re.search(rf" {split}=(\S+)", line) if split else None
+        return (*match.groups(), value[1] if value else "")
+
+    seen = Counter(k for lines in logs.values() for k in map(key, lines) if k is not None)
+    return [" ".join(k).strip() for k, count in seen.items() if count > 1]
 
 
 @pytest.mark.usefixtures("live_writes")
