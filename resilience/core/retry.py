@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -69,8 +71,15 @@ def retry_after(exc: BaseException) -> float | None:
     return min(max(seconds, 0.0), 3600.0) if seconds == seconds else None
 
 
+OUTCOMES = ("successful_without_retry", "successful_with_retry", "failed_without_retry", "failed_with_retry")
+_live: weakref.WeakSet[Retrying] = weakref.WeakSet()  # every Retrying of the process, for metrics exporters
+
+
 class Retrying:
-    """Runs callables under one ``RetryPolicy``; emits ``retry``/``give_up``/``budget_refused`` events."""
+    """Runs callables under one ``RetryPolicy``; emits ``retry``/``give_up``/``budget_refused`` events.
+
+    Each call's outcome is also counted in process (``outcome_totals()``, in the order of
+    ``OUTCOMES``: resilience4j's four kinds), without an event: a successful call is most calls."""
 
     def __init__(
         self,
@@ -86,6 +95,24 @@ class Retrying:
         self.clock, self.sleep, self.asleep = clock, sleep, asleep
         self.rng = rng or random.Random()
         self.emit = emit
+        self._totals = [0, 0, 0, 0]
+        self._lock = threading.Lock()
+        _live.add(self)
+
+    @staticmethod
+    def live() -> list[Retrying]:
+        """Every ``Retrying`` of the process that is still in use."""
+        return list(_live)
+
+    def record_outcome(self, succeeded: bool, attempts: int) -> None:
+        """Count one call that ended after ``attempts`` attempts (the AWS layer, which loops in botocore, calls it)."""
+        with self._lock:
+            self._totals[(0 if succeeded else 2) + (attempts > 1)] += 1
+
+    def outcome_totals(self) -> tuple[int, int, int, int]:
+        """Calls so far by ``OUTCOMES`` kind."""
+        with self._lock:
+            return (self._totals[0], self._totals[1], self._totals[2], self._totals[3])
 
     def _give_up(self, exc: BaseException, attempt: int, reason: str) -> None:
         kind = "budget_refused" if reason == "budget" else "give_up"
@@ -127,11 +154,15 @@ class Retrying:
         while True:
             attempt += 1
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except BaseException as exc:
                 delay = self.next_delay(exc, attempt, started, previous)
                 if delay is None:
+                    self.record_outcome(False, attempt)
                     raise
+            else:
+                self.record_outcome(True, attempt)
+                return result
             self.sleep(delay)
             previous = delay
 
@@ -143,11 +174,15 @@ class Retrying:
         while True:
             attempt += 1
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             except BaseException as exc:
                 delay = self.next_delay(exc, attempt, started, previous)
                 if delay is None:
+                    self.record_outcome(False, attempt)
                     raise
+            else:
+                self.record_outcome(True, attempt)
+                return result
             await self.asleep(delay)
             previous = delay
 

@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the prometheu
 
 from resilience.conf import resilience_settings
 from resilience.core.breaker_state import State
+from resilience.core.retry import OUTCOMES, Retrying
 from resilience.observability.metrics import MetricsSink
 from resilience.observability.prometheus_settings import PrometheusConfig
 
@@ -59,7 +60,8 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "transitions": Family("resilience_breaker_transitions", "Breaker transitions, by the state entered", ("name", "to_state")),
     "calls": Family("resilience_breaker_calls", "Calls through a breaker, by kind", ("name", "kind")),
-    "retry": Family("resilience_retry_calls", "Retry decisions, by kind", ("name", "kind")),
+    "retry": Family("resilience_retry_calls", "Calls through a retry policy, by outcome", ("name", "kind")),
+    "retry_events": Family("resilience_retry_decisions", "Retry decisions: a retry, a give-up", ("name", "kind")),
     "budget": Family("resilience_retry_budget_refusals", "Retries refused by a retry budget", ("name",)),
     "ratelimit": Family("resilience_ratelimit_decisions", "Rate-limit decisions, by decision", ("name", "decision")),
     "fallback": Family("resilience_fallback_served", "Fallbacks served, by step", ("name", "step")),
@@ -71,8 +73,8 @@ FALLBACK_STEPS = ("alternative", "stale", "default", "degraded", "exhausted")
 ROUTES: dict[str, tuple[str, dict[str, str]]] = {
     "resilience.breaker.transition": ("transitions", {}),
     "resilience.breaker.rejected": ("calls", {"kind": "not_permitted"}),
-    "resilience.retry.retry": ("retry", {"kind": "retried"}),
-    "resilience.retry.give_up": ("retry", {"kind": "given_up"}),
+    "resilience.retry.retry": ("retry_events", {"kind": "retried"}),
+    "resilience.retry.give_up": ("retry_events", {"kind": "given_up"}),
     "resilience.retry.budget_refused": ("budget", {}),
     "resilience.ratelimit.rejected": ("ratelimit", {"decision": "rejected"}),
     "resilience.ratelimit.shadow_rejected": ("ratelimit", {"decision": "shadow_rejected"}),
@@ -83,6 +85,7 @@ ROUTES: dict[str, tuple[str, dict[str, str]]] = {
     # ``export_interval`` (``CallTotalsExporter``)
     **{f"resilience.breaker.{kind}": ("calls", {"kind": kind}) for kind in ("successful", "failed", "ignored")},
     "resilience.ratelimit.allowed": ("ratelimit", {"decision": "allowed"}),
+    **{f"resilience.retry.{kind}": ("retry", {"kind": kind}) for kind in OUTCOMES},
 }
 CALL_KINDS = ("successful", "failed", "ignored")  # the order of ``CircuitBreaker.call_totals()``
 GAUGE_NAMES = {"resilience.aws.credentials_expires_in": "resilience_aws_credentials_expires_in_seconds"}
@@ -175,6 +178,7 @@ class CallTotalsExporter:
         self.sink, self.interval = sink, interval
         self._last: weakref.WeakKeyDictionary[Any, tuple[int, int, int]] = weakref.WeakKeyDictionary()
         self._admitted: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+        self._outcomes: weakref.WeakKeyDictionary[Any, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pid = os.getpid()
@@ -198,7 +202,8 @@ class CallTotalsExporter:
 
         with self._lock:
             if os.getpid() != self._pid:  # a forked child: its breakers start from the parent's totals
-                self._pid, self._last, self._admitted = os.getpid(), weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
+                self._pid, self._last = os.getpid(), weakref.WeakKeyDictionary()
+                self._admitted, self._outcomes = weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
             for breaker in breakers.local():
                 totals = breaker.call_totals()
                 last = self._last.get(breaker, (0, 0, 0))
@@ -206,6 +211,13 @@ class CallTotalsExporter:
                     if now > before:
                         self.sink.increment(f"resilience.breaker.{kind}", float(now - before), {"name": breaker.name})
                 self._last[breaker] = totals
+            for retrying in Retrying.live():
+                outcomes = retrying.outcome_totals()
+                last_outcomes = self._outcomes.get(retrying, (0, 0, 0, 0))
+                for kind, now, before in zip(OUTCOMES, outcomes, last_outcomes, strict=True):
+                    if now > before:
+                        self.sink.increment(f"resilience.retry.{kind}", float(now - before), {"name": retrying.policy.name})
+                self._outcomes[retrying] = outcomes
             limiter = built_limiter()
             if limiter is not None:
                 admitted = limiter.allowed_totals()

@@ -42,7 +42,7 @@ def sample(metric: str, **labels: str) -> float:
 SERIES = {  # one series of each family, by a short name
     "open": ("resilience_breaker_transitions_total", {"name": "names-a", "to_state": "open"}),
     "rejected": ("resilience_breaker_calls_total", {"name": "names-a", "kind": "not_permitted"}),
-    "retried": ("resilience_retry_calls_total", {"name": "pg", "kind": "retried"}),
+    "retried": ("resilience_retry_decisions_total", {"name": "pg", "kind": "retried"}),
     "budget": ("resilience_retry_budget_refusals_total", {"name": "pg"}),
     "limited": ("resilience_ratelimit_decisions_total", {"name": "ip", "decision": "rejected"}),
     "stale": ("resilience_fallback_served_total", {"name": "prices", "step": "stale"}),
@@ -242,3 +242,31 @@ def test_an_allow_list_of_every_address_is_w014(settings, allow, warned):
     configure(settings, {"allow": allow})
     warnings = [m.msg for m in run_checks() if m.id == "resilience.W014"]
     assert bool(warnings) is warned
+
+
+def test_retry_calls_are_counted_by_resilience4j_outcome_off_the_call_path(settings):
+    from resilience import RetryPolicy, retry
+
+    configure(settings, {"export_interval": 300})
+    policy = retry(RetryPolicy(name="prom-retry", attempts=3, backoff=lambda attempt, previous, rng: 0.0))
+    failures = iter([ConnectionError(), None, ConnectionError(), ConnectionError(), ConnectionError(), ValueError()])
+
+    def flaky():
+        exc = next(failures)
+        if exc is not None:
+            raise exc
+        return "ok"
+
+    def counts():
+        kinds = ("successful_without_retry", "successful_with_retry", "failed_without_retry", "failed_with_retry")
+        return [sample("resilience_retry_calls_total", name="prom-retry", kind=k) for k in kinds]
+
+    before = counts()
+    assert policy.call(flaky) == "ok"  # failed once, then succeeded: with retry
+    with pytest.raises(ConnectionError):
+        policy.call(flaky)  # three attempts, all failed: failed with retry
+    with pytest.raises(ValueError):
+        policy.call(flaky)  # not retryable: failed without retry
+    assert policy.call(lambda: "ok") == "ok"  # successful without retry
+    export_call_totals()
+    assert [a - b for a, b in zip(counts(), before, strict=True)] == [1.0, 1.0, 1.0, 1.0]

@@ -94,9 +94,11 @@ class Protection:
 
     def after_call(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **kwargs: Any) -> None:
         self.breakers.settle_response(context, http_response, parsed, model)
+        self.retries.finish(context, getattr(http_response, "status_code", 500) < 300)
 
     def after_call_error(self, exception: BaseException, context: dict[str, Any], **kwargs: Any) -> None:
         self.breakers.settle(context, exception)
+        self.retries.finish(context, False)
 
     def handlers(self) -> list[tuple[str, Any]]:
         return [

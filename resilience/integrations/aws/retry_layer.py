@@ -32,7 +32,7 @@ from resilience.integrations.aws.classifiers import THROTTLING, retry_kind
 from resilience.observability.events import emit
 from resilience.retries.policies import named
 
-STATE = "resilience_aws_retry"  # key of the call's [started, previous delay] in botocore's request context
+STATE = "resilience_aws_retry"  # key of the call's [started, previous delay, attempts] in botocore's request context
 RETRY_AFTER_HEADER = "x-amz-retry-after"
 
 
@@ -86,7 +86,13 @@ class RetryLayer:
         budget = transient.policy.budget
         if budget is not None:
             budget.record_call()
-        context[STATE] = [transient.clock.monotonic() if transient.policy.max_time is not None else 0.0, 0.0]
+        context[STATE] = [transient.clock.monotonic() if transient.policy.max_time is not None else 0.0, 0.0, 1]
+
+    def finish(self, context: dict[str, Any], succeeded: bool) -> None:
+        """``after-call`` / ``after-call-error``: the call's outcome, with the attempts it took."""
+        state = context.get(STATE)
+        if state is not None:
+            self.retryings()[0].record_outcome(succeeded, state[2])
 
     def needs_retry(
         self, response: Any, attempts: int, caught_exception: BaseException | None, request_dict: dict[str, Any], operation: Any
@@ -115,5 +121,5 @@ class RetryLayer:
         transient, throttled = self.retryings()
         delay = (throttled if kind == THROTTLING else transient).next_delay(exc, attempts, state[0], state[1])
         if delay is not None:
-            state[1] = delay
+            state[1], state[2] = delay, attempts + 1
         return delay

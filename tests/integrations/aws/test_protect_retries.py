@@ -15,9 +15,16 @@ def delays(events):
 
 
 def test_a_503_then_success_is_retried_to_success(aws):
+    from resilience.integrations.aws.protection import protection
+
+    s3 = client(aws.url)
+    before = protection.retries.retryings()[0].outcome_totals()
     aws.play(Answer(503, "ServiceUnavailable"), Answer(200))
-    assert client(aws.url).list_buckets()["ResponseMetadata"]["RetryAttempts"] == 1
+    assert s3.list_buckets()["ResponseMetadata"]["RetryAttempts"] == 1
     assert aws.requests == 2
+    s3.list_buckets()  # at once
+    after = protection.retries.retryings()[0].outcome_totals()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 0, 0]  # without retry, with retry
 
 
 def test_throttling_backs_off_longer_than_transient_errors(aws, events):
