@@ -66,3 +66,39 @@ def half_open_callers(resilience: dict[str, Any], barrier: Any, results: Any, re
         t.start()
     for t in pool:
         t.join(30)
+
+
+def rejection_delays(resilience: dict[str, Any], count: int) -> list[tuple[str, int, float]]:
+    """Start ``count`` processes running ``first_rejection``, open "shared" here with three failures
+    once they call, and return each one's report: (``"rejected"`` or ``"never"``, its pid, the
+    seconds from the opening to its first rejection). The test process must use ``resilience`` too."""
+    import multiprocessing
+
+    import pytest
+
+    from resilience import circuit_breaker
+
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(count + 1), spawn.Queue()
+    procs = [spawn.Process(target=first_rejection, args=(resilience, barrier, results), daemon=True) for _ in range(count)]
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(60)
+        time.sleep(0.2)  # the workers are calling happily
+        breaker = circuit_breaker("shared")
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                breaker.call(_refused)
+        opened = time.time()
+        assert breaker.state == "open"
+        reports = [results.get(timeout=15) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(5)
+            p.kill()
+    return [(kind, pid, at - opened) for kind, pid, at in reports]
+
+
+def _refused() -> None:
+    raise ConnectionError("the dependency is down")
