@@ -7,12 +7,13 @@ from typing import Any
 
 
 def race(redis_url: str, limits: list[tuple[Any, ...]], barrier: Any, results: Any, threads: int, tries: int) -> None:
-    import redis
-
+    """``threads`` threads each try ``tries`` decisions at once; report how many were admitted. The
+    library's own client for ``redis_url`` (one server, or ``redis+cluster://``)."""
     from resilience.core.gcra import Limit
+    from resilience.storage.redis.client import connect
     from resilience.storage.redis.ratelimit import RedisRateLimitStore
 
-    store = RedisRateLimitStore(redis.Redis.from_url(redis_url))
+    store = RedisRateLimitStore(connect(redis_url, 2.0))
     admitted = [0] * threads
 
     def worker(index: int) -> None:

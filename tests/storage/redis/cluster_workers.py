@@ -2,32 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
-
-
-def race(url: str, limits: list[tuple[Any, ...]], barrier: Any, results: Any, threads: int, tries: int) -> None:
-    """``tests/storage/ratelimit_workers.race`` through the library's own client for ``url``."""
-    from resilience.core.gcra import Limit
-    from resilience.storage.redis.client import connect
-    from resilience.storage.redis.ratelimit import RedisRateLimitStore
-
-    store = RedisRateLimitStore(connect(url, 2.0))
-    admitted = [0] * threads
-
-    def worker(index: int) -> None:
-        barrier.wait(30)
-        for n in range(tries):
-            chosen = [Limit(*spec) for spec in limits[(index + n) % len(limits)]]
-            if store.hit(chosen).allowed:
-                admitted[index] += 1
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(60)
-    results.put(sum(admitted))
 
 
 def watch(resilience: dict[str, Any], name: str, ready: Any, results: Any, opens: int) -> None:

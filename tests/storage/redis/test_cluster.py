@@ -18,8 +18,7 @@ from resilience.storage.redis.budget import RedisRetryBudget
 from resilience.storage.redis.client import connect
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from resilience.storage.redis.stale import RedisStaleStore
-from tests.storage import workers
-from tests.storage.redis import cluster_workers
+from tests.storage import ratelimit_workers, workers
 from tests.storage.redis.cluster import CommandLog, slot
 from tests.waiting import wait_for
 
@@ -192,7 +191,7 @@ def test_a_breaker_opened_through_one_cluster_client_rejects_in_another_within_o
 def _race(url, limit_sets, processes=8, threads=4, tries=40):
     barrier, results = SPAWN.Barrier(processes), SPAWN.Queue()
     procs = [
-        SPAWN.Process(target=cluster_workers.race, args=(url, limit_sets, barrier, results, threads, tries), daemon=True)
+        SPAWN.Process(target=ratelimit_workers.race, args=(url, limit_sets, barrier, results, threads, tries), daemon=True)
         for _ in range(processes)
     ]
     for p in procs:
