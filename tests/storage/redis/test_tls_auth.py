@@ -15,7 +15,9 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 from django.test import Client
+from redis.backoff import NoBackoff
 from redis.connection import SSLConnection
+from redis.retry import Retry
 
 from resilience import CircuitOpenError, circuit_breaker
 from resilience.integrations.aws.settings import parse_credentials
@@ -28,6 +30,8 @@ from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from tests.conftest import TlsRedisServer
 from tests.storage import workers
 from tests.waiting import wait_for
+
+NO_RETRY = Retry(NoBackoff(), 0)  # redis-py's default retries a refused handshake for seconds
 
 SPAWN = multiprocessing.get_context("spawn")
 FORMS = ("token_url", "acl_user_url", "cache_alias")
@@ -75,9 +79,10 @@ def server_side_user(server: TlsRedisServer, connection: Any) -> str:
 def test_the_test_server_speaks_only_tls(tls_redis: TlsRedisServer) -> None:
     assert tls_redis.client().config_get("port") == {"port": "0"}  # no plain listener at all
     with pytest.raises(redis.ConnectionError):  # plain RESP on the TLS port is refused
-        redis.Redis(port=tls_redis.port, password=tls_redis.token, socket_timeout=1).ping()
+        redis.Redis(port=tls_redis.port, password=tls_redis.token, socket_timeout=0.5, retry=NO_RETRY).ping()
     with pytest.raises(redis.AuthenticationError):  # TLS without the credentials is refused
-        redis.Redis(port=tls_redis.port, ssl=True, ssl_ca_certs=str(tls_redis.certificates.ca), socket_timeout=1).set("k", 1)
+        ca = str(tls_redis.certificates.ca)
+        redis.Redis(port=tls_redis.port, ssl=True, ssl_ca_certs=ca, socket_timeout=1, retry=NO_RETRY).set("k", 1)
 
 
 def test_each_setting_form_connects_over_verified_tls_with_its_credentials(over_tls: str, tls_redis: TlsRedisServer) -> None:
