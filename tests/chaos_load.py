@@ -12,8 +12,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ class Run:
         self.results: list[Result] = []
         self.spans: list[tuple[str, float, float]] = []  # (phase, begin, end) in seconds since the start
         self.marks: list[tuple[str, int]] = []  # (phase, its first line in the log)
+        self.addresses: dict[str, str] = {}  # a burst's client: identity -> its address
         self.stop = threading.Event()
 
     def now(self) -> float:
@@ -106,17 +108,26 @@ class Run:
             else:
                 self.write(session, op)
 
+    @contextmanager
+    def loading(self, threads: int) -> Iterator[None]:
+        """``threads`` load threads for the block; stopped (and joined) when it ends, however it ends."""
+        started = [threading.Thread(target=self.load, daemon=True) for _ in range(threads)]
+        for thread in started:
+            thread.start()
+        try:
+            yield
+        finally:
+            self.stop.set()
+            for thread in started:
+                thread.join(15)
+
     def burst(self, pool: ThreadPoolExecutor, path: str, identity: str, count: int, op: str = "limit") -> list[Result]:
-        """``count`` requests from one client (``X-Forwarded-For: identity``), racing on the pool's threads."""
-        headers = {"X-Forwarded-For": identity}
+        """``count`` requests from one client, racing on the pool's threads: ``identity``'s own address
+        (in TEST-NET-2, the same all run long) in ``X-Forwarded-For``. Never the name itself: a hop that
+        is not an address ends the walk at the proxy, and every such client would be 127.0.0.1."""
+        address = self.addresses.setdefault(identity, f"198.51.100.{len(self.addresses) + 1}")
+        headers = {"X-Forwarded-For": address}
         return list(pool.map(lambda _: self.get(requests.Session(), op, path, headers=headers), range(count)))
-
-
-def running(threads: Iterable[Callable[[], None]]) -> list[threading.Thread]:
-    started = [threading.Thread(target=target, daemon=True) for target in threads]
-    for thread in started:
-        thread.start()
-    return started
 
 
 def percentile(values: list[float], q: float) -> float:
