@@ -5,7 +5,9 @@ is a key set with ``SET NX PX`` (the worker that sets it sends the notice; the o
 match into it) and removed with ``GET`` and ``DEL`` in one transaction by the resolving event (the
 worker whose ``DEL`` removed it sends the resolution). A second key, ``notified``, with a TTL of the
 rule's ``cooldown``, paces reminders of an incident still open. Names are hashed into keys; every
-key has a TTL.
+key has a TTL. The keys of one rule and name share a hash tag: on a Redis Cluster each MULTI is one
+slot, sent to the node that serves it by that node's own client (redis-py's cluster pipeline takes
+``transaction=True`` only from redis-py 6.1, and ``redis>=5.0`` is supported).
 ``LocalIncidents`` does the same in the process (no ``REDIS``: each worker deduplicates alone).
 """
 
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from resilience.observability.alerts.rules import Rule
+from resilience.storage.redis.cluster import by_node, refresh_slots
+from resilience.storage.redis.health import REDIS_ERRORS
 
 Decision = tuple[str, str] | None  # ("opened" | "reminder", incident id), or None: folded into an open one
 
@@ -48,22 +52,34 @@ class RedisIncidents:
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         return f"{self.prefix}:alerts:{{{rule.id}:{digest}}}:{part}"  # one hash slot per rule and name
 
+    def _multi(self, key: str) -> Any:
+        """A MULTI pipeline on the client that serves ``key``'s slot (a cluster node's own, or the server's)."""
+        ((client, _),) = by_node(self.client, [key])
+        return client.pipeline(transaction=True)
+
+    def _execute(self, pipe: Any) -> list[Any]:
+        try:
+            return pipe.execute()  # type: ignore[no-any-return]
+        except REDIS_ERRORS:
+            refresh_slots(self.client)  # a slot moved (failover): the next decision goes where it is now
+            raise
+
     def count(self, rule: Rule, name: str, now: float) -> int:
         if rule.threshold == 1:
             return 1  # no counter needed: one match opens the incident
         key = self._key(rule, name, f"count:{int(now // rule.window)}")
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self._multi(key)
         pipe.incr(key)
         pipe.pexpire(key, _ms(rule.window * 2))
-        return int(pipe.execute()[0])
+        return int(self._execute(pipe)[0])
 
     def open(self, rule: Rule, name: str, incident: str) -> Decision:
         notified, key = self._key(rule, name, "notified"), self._key(rule, name, "incident")
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self._multi(key)
         pipe.set(notified, b"1", nx=True, px=_ms(rule.cooldown))
         pipe.set(key, incident.encode(), nx=True, px=_ms(rule.incident_ttl))
         pipe.get(key)
-        paced, created, current = pipe.execute()
+        paced, created, current = self._execute(pipe)
         if created:
             if not paced:  # a notified key left from a race: the new incident restarts the pacing
                 self.client.set(notified, b"1", px=_ms(rule.cooldown))
@@ -74,10 +90,10 @@ class RedisIncidents:
 
     def resolve(self, rule: Rule, name: str) -> str | None:
         key = self._key(rule, name, "incident")
-        pipe = self.client.pipeline(transaction=True)  # GET and DEL in one MULTI: GETDEL before Redis 6.2
+        pipe = self._multi(key)  # GET and DEL in one MULTI: GETDEL before Redis 6.2
         pipe.get(key)
         pipe.delete(key, self._key(rule, name, "notified"))
-        current, deleted = pipe.execute()
+        current, deleted = self._execute(pipe)
         return None if current is None or not deleted else current.decode("ascii", "replace")
 
 
