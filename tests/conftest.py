@@ -295,3 +295,17 @@ def moto_url() -> Iterator[str]:
 
     with moto_server() as url:
         yield url
+
+
+# -- a test-owned Redis Cluster over TLS only, with an AUTH token (tests/storage/redis/cluster.py) ---
+@pytest.fixture(scope="module")
+def tls_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Six nodes that speak only TLS (no plain port) and want an AUTH token, for the module's tests
+    (they keep apart by key prefix); every node is killed when the module is done."""
+    from tests.storage.redis.cluster import TlsLocalRedisCluster
+
+    cluster = TlsLocalRedisCluster(tmp_path_factory.mktemp("tls-redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

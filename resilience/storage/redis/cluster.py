@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from redis.cluster import ClusterNode, RedisCluster, key_slot
 from redis.commands.core import Script
 from redis.connection import Encoder
+from redis.exceptions import RedisClusterException, RedisError
 
 from resilience.exceptions import ConfigurationError
 
@@ -53,7 +54,9 @@ class ClusterClient:
     """A ``RedisCluster`` made at its first use, not before: redis-py's constructor reads the slot map
     at once and raises when no node answers, and a process must start (and its stores fall back)
     while the cluster is down, as with a single server, whose client connects lazily. Until a node
-    answers, every use raises ``RedisClusterException``, a Redis error to the stores."""
+    answers, every use raises the last seed's error, as one server's client would (a wrong token:
+    ``AuthenticationError``; a certificate not verified: ``ConnectionError``), not redis-py's wrapper
+    ``RedisClusterException``, which is no ``RedisError`` and whose type says only "no node"."""
 
     def __init__(self, factory: Callable[[], RedisCluster]) -> None:
         self._factory = factory
@@ -66,7 +69,12 @@ class ClusterClient:
         if cluster is None:
             with self._lock:
                 if self._cluster is None:
-                    self._cluster = self._factory()
+                    try:
+                        self._cluster = self._factory()
+                    except RedisClusterException as exc:  # "cannot be connected ... : <the last seed's error>"
+                        if isinstance(exc.__cause__, RedisError):  # its cause names it: AuthenticationError, TLS...
+                            raise exc.__cause__ from None
+                        raise
                 cluster = self._cluster
         return cluster
 

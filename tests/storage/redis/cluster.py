@@ -4,11 +4,14 @@ Each node is a ``RedisServer`` (``tests/conftest.py``) started with ``--cluster-
 ``redis-cli --cluster create`` assigns the slots and the replicas, and ``ready()`` waits until every
 node reports ``cluster_state:ok``. ``--cluster-node-timeout`` is short (1 s), so a killed primary's
 replica takes over within a few seconds. Never port 6379: every port is free-picked.
+``TlsLocalRedisCluster`` is the same over TLS only (no plain port), with an AUTH token.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,11 +20,13 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster, key_slot
 
 from tests.conftest import RedisServer
+from tests.storage.redis.tls import Certificates, make_certificates
 
 NODE_TIMEOUT_MS = 1000
 
@@ -47,9 +52,13 @@ class ClusterNodeServer(RedisServer):
         super().__init__(free_cluster_port())
         self.folder = folder
 
+    def listening(self) -> list[str]:
+        """Where it listens (a TLS node: on its TLS port only)."""
+        return ["--port", str(self.port)]
+
     def arguments(self) -> list[str]:
         return [
-            "--port", str(self.port),
+            *self.listening(),
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(self.folder / f"nodes-{self.port}.conf"),
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -65,8 +74,19 @@ class LocalRedisCluster:
 
     def __init__(self, folder: Path, primaries: int = 3, replicas: int = 1) -> None:
         self.folder = folder
-        self.nodes = [ClusterNodeServer(folder) for _ in range(primaries * (1 + replicas))]
+        self.nodes = [self.make_node() for _ in range(primaries * (1 + replicas))]
         self.replicas = replicas
+
+    def make_node(self) -> ClusterNodeServer:
+        return ClusterNodeServer(self.folder)
+
+    def cli_options(self) -> list[str]:
+        """What ``redis-cli`` needs to reach the nodes (a TLS cluster: TLS and its CA)."""
+        return []
+
+    def cli_environment(self) -> dict[str, str] | None:
+        """``redis-cli``'s environment (a cluster with a password: ``REDISCLI_AUTH``, never argv)."""
+        return None
 
     @property
     def url(self) -> str:
@@ -77,10 +97,10 @@ class LocalRedisCluster:
         for node in self.nodes:
             node.start()
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        create = ["--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", str(self.replicas)]
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+            [cli, *self.cli_options(), *create, "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, env=self.cli_environment(),
         )  # fmt: skip
         self.ready()
         return self
@@ -114,7 +134,11 @@ class LocalRedisCluster:
     def client(self, **options: Any) -> RedisCluster:
         """The test's own cluster client (redis-py's), seeded with every running node."""
         seeds = [ClusterNode("127.0.0.1", n.port) for n in self.running()]
-        return RedisCluster(startup_nodes=seeds, socket_timeout=2, **options)
+        return RedisCluster(startup_nodes=seeds, socket_timeout=2, **self.client_options(), **options)
+
+    def client_options(self) -> dict[str, Any]:
+        """What a redis-py client needs to reach the nodes (a TLS cluster: TLS, its CA, the token)."""
+        return {}
 
     def primary_of(self, key: str) -> ClusterNodeServer:
         """The node that serves ``key``'s slot now."""
@@ -150,6 +174,79 @@ class LocalRedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+class TlsClusterNodeServer(ClusterNodeServer):
+    """A cluster node that speaks only TLS: to clients (``--port 0``: no plain listener at all), to its
+    replicas and on the cluster bus; every client logs in with the cluster's AUTH token (``requirepass``,
+    ``masterauth`` for a replica's link). Server-side TLS, as ElastiCache's in-transit encryption."""
+
+    def __init__(self, folder: Path, certificates: Certificates, token: str) -> None:
+        super().__init__(folder)
+        self.certificates, self.token = certificates, token
+
+    def listening(self) -> list[str]:
+        return ["--port", "0", "--tls-port", str(self.port)]  # the bus: the TLS port + 10000
+
+    def arguments(self) -> list[str]:
+        files = self.certificates
+        return [
+            *super().arguments(),
+            "--tls-cluster", "yes", "--tls-replication", "yes",
+            "--tls-cert-file", str(files.cert), "--tls-key-file", str(files.key), "--tls-ca-cert-file", str(files.ca),
+            "--tls-auth-clients", "no",
+            "--requirepass", self.token, "--masterauth", self.token,
+        ]  # fmt: skip
+
+    def client(self, **options: Any) -> redis.Redis:
+        """The test's own client of this node, over verified TLS, with the token."""
+        return redis.Redis(host="127.0.0.1", port=self.port, **tls_options(self.certificates, self.token), **options)
+
+
+def tls_options(certificates: Certificates, token: str) -> dict[str, Any]:
+    return {"ssl": True, "ssl_ca_certs": str(certificates.ca), "password": token}
+
+
+class TlsLocalRedisCluster(LocalRedisCluster):
+    """Six TLS-only nodes with an AUTH token; ``url`` is the library's ``rediss+cluster://`` form. The
+    certificate names 127.0.0.1 (hostname checking stays on); the token needs percent-encoding in a
+    URL (``+``, ``,``, ``=``) and is distinctive, so that a test can grep any output for it."""
+
+    def __init__(self, folder: Path, primaries: int = 3, replicas: int = 1) -> None:
+        self.certificates = make_certificates(folder / "tls", ("127.0.0.1", "localhost"), client_auth=True)
+        self.token = f"S3cr3t+cluster,token={secrets.token_hex(8)}"
+        super().__init__(folder, primaries, replicas)
+
+    def make_node(self) -> ClusterNodeServer:
+        return TlsClusterNodeServer(self.folder, self.certificates, self.token)
+
+    def cli_options(self) -> list[str]:
+        return ["--tls", "--cacert", str(self.certificates.ca)]
+
+    def cli_environment(self) -> dict[str, str]:
+        return {**os.environ, "REDISCLI_AUTH": self.token}
+
+    def client_options(self) -> dict[str, Any]:
+        return tls_options(self.certificates, self.token)
+
+    @property
+    def ca_query(self) -> str:
+        return f"ssl_ca_certs={quote(str(self.certificates.ca), safe='')}"
+
+    @property
+    def url(self) -> str:
+        """``rediss+cluster://:<token>@127.0.0.1:p1,127.0.0.1:p2/0?ssl_ca_certs=...``: two seeds."""
+        return self.token_url()
+
+    def token_url(self, token: str | None = None, query: str | None = None) -> str:
+        seeds = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        query = self.ca_query if query is None else query
+        return f"rediss+cluster://:{quote(token or self.token, safe='')}@{seeds}/0" + (f"?{query}" if query else "")
+
+    @property
+    def leak_markers(self) -> tuple[str, ...]:
+        """Every form the token could leak in: as set, as written in a URL, and the full URL."""
+        return (self.token, quote(self.token, safe=""), self.url)
 
 
 class CommandLog:

@@ -31,8 +31,13 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
-def make_certificates(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Certificates:
-    """A CA and a server certificate whose SAN lists ``hosts``, written to ``folder``; valid for a day."""
+def make_certificates(
+    folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), *, client_auth: bool = False
+) -> Certificates:
+    """A CA and a server certificate whose SAN lists ``hosts``, written to ``folder``; valid for a day.
+    ``client_auth``: the certificate may also be a client's (Redis Cluster nodes present theirs to each
+    other on the TLS cluster bus, which always checks both sides whatever ``tls-auth-clients`` says)."""
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])]
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -67,7 +72,7 @@ def make_certificates(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "loca
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
