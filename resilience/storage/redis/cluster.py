@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,14 +153,37 @@ def by_node(client: Any, keys: list[str]) -> list[tuple[Any, list[int]]]:
     return list(groups.values())
 
 
+REFRESH_EVERY = 0.25  # seconds: at most one slot-map read per client in this window
+
+
+class _Refreshes:
+    """When each cluster client last read its slot map, and who is reading it now."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last = -REFRESH_EVERY
+
+
+_refreshes: weakref.WeakKeyDictionary[Any, _Refreshes] = weakref.WeakKeyDictionary()
+
+
 def refresh_slots(client: Any) -> None:
     """After a failure on a cluster, read the slot map again (a replica may have been promoted);
-    quietly, as the caller already reports the failure. Nothing to do for a single server."""
-    if is_cluster(client):
-        try:
-            client.nodes_manager.initialize()
-        except Exception:  # noqa: BLE001 - no node answers yet: the next failure tries again
-            pass
+    quietly, as the caller already reports the failure. Nothing to do for a single server. At most
+    one read per client every ``REFRESH_EVERY`` and one at a time: while a slot has no primary,
+    every request fails, and each must not send every node ``CLUSTER SLOTS`` again."""
+    if not is_cluster(client):
+        return
+    refresh = _refreshes.get(client) or _refreshes.setdefault(client, _Refreshes())
+    if time.monotonic() - refresh.last < REFRESH_EVERY or not refresh.lock.acquire(blocking=False):
+        return  # read a moment ago, or being read by another thread now
+    try:
+        client.nodes_manager.initialize()
+    except Exception:  # noqa: BLE001 - no node answers yet: a failure after REFRESH_EVERY tries again
+        pass
+    finally:
+        refresh.last = time.monotonic()
+        refresh.lock.release()
 
 
 def reset_after_fork(client: Any) -> None:

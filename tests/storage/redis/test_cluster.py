@@ -16,6 +16,7 @@ from resilience.exceptions import ConfigurationError
 from resilience.storage.redis.breaker import RedisBreakerStore
 from resilience.storage.redis.budget import RedisRetryBudget
 from resilience.storage.redis.client import connect
+from resilience.storage.redis.cluster import REFRESH_EVERY, refresh_slots
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from resilience.storage.redis.stale import RedisStaleStore
 from tests.storage import ratelimit_workers, workers
@@ -43,6 +44,23 @@ def test_a_cluster_url_gives_a_cluster_client_that_finds_every_primary(redis_clu
     assert client.ping()
     assert len(client.get_primaries()) == 3
     assert redis_cluster.url.startswith("redis+cluster://127.0.0.1:")
+
+
+def slot_map_reads(cluster) -> int:
+    """``CLUSTER SLOTS`` commands every node has run so far."""
+    stats = (n.client().info("commandstats").get("cmdstat_cluster|slots", {}) for n in cluster.running())
+    return sum(s.get("calls", 0) for s in stats)
+
+
+def test_failures_in_a_burst_read_the_slot_map_once_not_once_each(redis_cluster, client):
+    client.ping()  # the client is made (its first slot map read)
+    before = slot_map_reads(redis_cluster)
+    for _ in range(200):  # a slot without a primary: every request fails and asks for a refresh
+        refresh_slots(client)
+    assert slot_map_reads(redis_cluster) - before == 1
+    time.sleep(REFRESH_EVERY)
+    refresh_slots(client)  # a failure after the window reads it again: a promotion is found
+    assert slot_map_reads(redis_cluster) - before == 2
 
 
 @pytest.mark.parametrize(
