@@ -266,11 +266,19 @@ class RedisBreakerStore(BreakerStore):
 
     def _read(self, client: Any, names: list[str]) -> list[str]:
         """Adopt the rows of ``names``, all served by ``client``; the names that have no record."""
+        fields = ("state", "gen", "open_until", "since", "trips")
         pipe = client.pipeline(transaction=False)
         pipe.time()
         for name in names:
-            pipe.hmget(self._keys(name).state, "state", "gen", "open_until", "since", "trips")
-        results = pipe.execute()
+            pipe.hmget(self._keys(name).state, *fields)
+        results = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if index and isinstance(result, redis.exceptions.AskError):
+                # the row's slot is migrating (ASK) or has moved (MOVED) off this node: the cluster client
+                # follows it (and learns a move). Read after TIME: at least as new as ``read_at`` says.
+                results[index] = self._client.hmget(self._keys(names[index - 1]).state, *fields)
+            elif isinstance(result, Exception):
+                raise result
         seconds, micros = results[0]  # read just before the rows: a trip after it can only be newer
         self._clock.offset = seconds + micros / 1e6 - time.time()
         read_at = seconds * 1_000_000 + micros

@@ -23,8 +23,9 @@ class RedisRateLimitStore:
     def __init__(self, client: redis.Redis) -> None:
         folder = resources.files(__package__) / "lua"
         self._client = client
-        self._script = FastScript(client, (folder / "ratelimit.lua").read_text())
-        self._penalty = FastScript(client, (folder / "login_failure.lua").read_text())
+        # both scripts read "0" as they read a missing key: a TAT of 0 is in the past, a count of 0 is none
+        self._script = FastScript(client, (folder / "ratelimit.lua").read_text(), absent="0")
+        self._penalty = FastScript(client, (folder / "login_failure.lua").read_text(), absent="0")
 
     def penalise(self, limit: Limit, counter_key: str, window: int, max_wait: float) -> int:
         keys = LoginFailureKeys(cooloff=limit.key, failures=counter_key)
