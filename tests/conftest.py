@@ -223,21 +223,17 @@ class TlsRedisServer(RedisServer):
         )  # fmt: skip
 
     @property
-    def ca_query(self) -> str:
-        return f"ssl_ca_certs={quote(str(self.certificates.ca), safe='')}"
-
-    @property
     def url(self) -> str:
         """The AUTH-token form: ``rediss://:<token>@host:port/0?ssl_ca_certs=...``."""
         return self.token_url()
 
     def token_url(self, token: str | None = None, host: str = "127.0.0.1") -> str:
-        return f"rediss://:{quote(token or self.token, safe='')}@{host}:{self.port}/0?{self.ca_query}"
+        return f"rediss://:{quote(token or self.token, safe='')}@{host}:{self.port}/0?{self.certificates.ca_query}"
 
     def user_url(self, password: str | None = None, host: str = "127.0.0.1") -> str:
         """The ACL-user form: ``rediss://app:<password>@host:port/0?ssl_ca_certs=...``."""
         secret = quote(password or self.user_password, safe="")
-        return f"rediss://{self.USER}:{secret}@{host}:{self.port}/0?{self.ca_query}"
+        return f"rediss://{self.USER}:{secret}@{host}:{self.port}/0?{self.certificates.ca_query}"
 
     @property
     def leak_markers(self) -> tuple[str, ...]:

@@ -230,17 +230,13 @@ class TlsLocalRedisCluster(LocalRedisCluster):
         return tls_options(self.certificates, self.token)
 
     @property
-    def ca_query(self) -> str:
-        return f"ssl_ca_certs={quote(str(self.certificates.ca), safe='')}"
-
-    @property
     def url(self) -> str:
         """``rediss+cluster://:<token>@127.0.0.1:p1,127.0.0.1:p2/0?ssl_ca_certs=...``: two seeds."""
         return self.token_url()
 
     def token_url(self, token: str | None = None, query: str | None = None) -> str:
         seeds = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
-        query = self.ca_query if query is None else query
+        query = self.certificates.ca_query if query is None else query
         return f"rediss+cluster://:{quote(token or self.token, safe='')}@{seeds}/0" + (f"?{query}" if query else "")
 
     @property

@@ -1,6 +1,5 @@
 """The Redis store on a real server: same semantics as memory, no round trip on the hot path."""
 
-import time
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from resilience.core.breaker_state import Outcome, State
 from resilience.core.clock import FakeClock
 from resilience.storage.memory.breaker import MemoryBreakerStore
 from resilience.storage.redis.breaker import RedisBreakerStore
+from tests.storage.redis.scenarios import assert_a_breaker_is_shared_between_two_stores
 from tests.waiting import wait_for
 
 OPEN_FOR = 0.12
@@ -111,24 +111,7 @@ def test_successful_calls_through_a_closed_breaker_make_no_redis_round_trip(redi
 
 
 def test_a_breaker_opened_by_one_store_rejects_in_another_within_one_second(key_prefix):
-    one = RedisBreakerStore(client(), prefix=key_prefix, sync_interval=0.5)
-    two = RedisBreakerStore(client(), prefix=key_prefix, sync_interval=0.5)
-    try:
-        a = CircuitBreaker("pay", BreakerConfig(minimum_calls=2, open_for=30), one)
-        b = CircuitBreaker("pay", BreakerConfig(minimum_calls=2, open_for=30), two)
-        for _ in range(2):
-            with pytest.raises(ZeroDivisionError):
-                a.call(lambda: 1 / 0)
-        opened = time.monotonic()
-        assert wait_for(lambda: b.state == "open", timeout=1.0)
-        assert time.monotonic() - opened < 1.0
-        a.reset()
-        assert wait_for(lambda: b.state == "closed", timeout=1.0)
-        b.force_open()
-        assert wait_for(lambda: a.state == "forced_open", timeout=1.0)
-    finally:
-        one.close()
-        two.close()
+    assert_a_breaker_is_shared_between_two_stores(client, key_prefix)
 
 
 def test_every_key_the_store_writes_has_a_ttl(store, key_prefix, test_redis):

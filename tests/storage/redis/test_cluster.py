@@ -21,6 +21,7 @@ from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from resilience.storage.redis.stale import RedisStaleStore
 from tests.storage import ratelimit_workers, workers
 from tests.storage.redis.cluster import CommandLog, slot
+from tests.storage.redis.scenarios import assert_a_breaker_is_shared_between_two_stores
 from tests.waiting import wait_for
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -187,23 +188,7 @@ def test_successful_calls_through_a_closed_breaker_send_nothing_to_any_node(redi
 
 
 def test_a_breaker_opened_through_one_cluster_client_rejects_in_another_within_one_second(redis_cluster, prefix):
-    one = RedisBreakerStore(connect(redis_cluster.url, 2.0), prefix=prefix, sync_interval=0.5)
-    two = RedisBreakerStore(connect(redis_cluster.url, 2.0), prefix=prefix, sync_interval=0.5)
-    try:
-        a = CircuitBreaker("pay", BreakerConfig(minimum_calls=2, open_for=30), one)
-        b = CircuitBreaker("pay", BreakerConfig(minimum_calls=2, open_for=30), two)
-        assert b.state == "closed"
-        for _ in range(2):
-            with pytest.raises(ZeroDivisionError):
-                a.call(lambda: 1 / 0)
-        assert wait_for(lambda: b.state == "open", timeout=1.0)
-        a.reset()
-        assert wait_for(lambda: b.state == "closed", timeout=1.0)
-        b.force_open()
-        assert wait_for(lambda: a.state == "forced_open", timeout=1.0)
-    finally:
-        one.close()
-        two.close()
+    assert_a_breaker_is_shared_between_two_stores(lambda: connect(redis_cluster.url, 2.0), prefix)
 
 
 def _race(url, limit_sets, processes=8, threads=4, tries=40):

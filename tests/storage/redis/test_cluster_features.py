@@ -131,12 +131,15 @@ def owner(cluster: LocalRedisCluster) -> Callable[[str], int]:
     return lambda key: ports[slot(key)]
 
 
-def assert_one_slot_each(found: list[Command], cluster: LocalRedisCluster) -> None:
-    """Every command had its keys in one slot and ran on the primary that serves it."""
+def in_one_slot_each(log: CommandLog, prefix: str, cluster: LocalRedisCluster) -> list[Command]:
+    """``commands(log, prefix)``, once asserted: every one had its keys in one slot and ran on the
+    primary that serves it."""
+    found = commands(log, prefix)
     serves = owner(cluster)
     for port, name, keys in found:
         assert len({slot(k) for k in keys}) == 1, (port, name, keys)
         assert port == serves(keys[0]), (port, name, keys)
+    return found
 
 
 def family(found: list[Command], part: str) -> set[str]:
@@ -155,8 +158,7 @@ def test_entra_signing_keys_shared_through_the_cluster_serve_a_new_worker_while_
 ) -> None:
     with CommandLog(redis_cluster) as log:
         entra_backend.test_another_worker_without_a_cache_uses_the_keys_shared_through_redis(entra, idp)
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     copy, lock = entra.shared_key, entra.shared_key + ":lock"
     assert family(found, ":entra:") == {copy, lock} and slot(copy) == slot(lock)  # the copy and its fetch lock
     assert scripts(found, ":entra:") == {(lock,)}  # the owner released its lock (lock_release.lua)
@@ -169,8 +171,7 @@ def test_entra_a_rotated_key_is_one_refresh_claimed_in_the_same_slot(
 ) -> None:
     with CommandLog(redis_cluster) as log:
         entra_backend.test_a_rotated_key_is_picked_up_with_one_refresh(entra, idp)
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     claim = entra.shared_key + ":kid-refresh"
     assert family(found, ":entra:") == {entra.shared_key, entra.shared_key + ":lock", claim}
     assert slot(claim) == slot(entra.shared_key)
@@ -192,8 +193,7 @@ def test_entra_a_failed_fetch_leaves_its_mark_on_the_cluster_and_the_other_worke
 ) -> None:
     with CommandLog(redis_cluster) as log:
         entra_concurrency.test_a_failed_fetch_makes_the_other_workers_back_off_too(fresh_process, idp, test_redis, key_prefix)
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     lock = entra_concurrency.lock_key(key_prefix)
     assert scripts(found, ":entra:") == {(lock,)}  # the owner turned its lock into the failed mark (lock_release.lua)
 
@@ -211,8 +211,7 @@ def test_aws_credentials_the_celery_task_keeps_on_the_cluster_sign_role_session_
     with CommandLog(redis_cluster) as log:
         refresh_aws_credentials.apply()  # the beat entry's task, as a Celery worker runs it
         aws.test_a_worker_uses_the_shared_copy_without_calling_sts(configure, moto_url, role_arn)  # its refresh(): fresh
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     copy = aws.copy_of(role_arn)
     assert family(found, ":aws:") == {copy.key, copy.lock_key} and slot(copy.key) == slot(copy.lock_key)
     assert scripts(found, ":aws:") == {(copy.lock_key,)}  # the refresher released its lock
@@ -249,8 +248,7 @@ def test_aws_four_refreshers_racing_on_the_cluster_make_one_assume_role(
             thread.join(30)
     assert outcomes.count("refreshed") == 1 and set(outcomes) <= {"refreshed", "busy", "fresh"}, outcomes
     assert len(aws.assumed(role_arn)) == 1
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     lock = aws.copy_of(role_arn).lock_key
     claims = [keys for _, name, keys in found if name == "SET" and keys == [lock]]
     # SET NX PX, each on the lock's node: the winner's, the busy ones' and any after its release (those find the copy fresh)
@@ -308,8 +306,7 @@ def test_alerts_two_workers_on_the_cluster_send_one_notice_per_incident_and_one_
             worker.stop()
     expected = ["opened: breaker_open shared", "opened: rejecting shared", "resolved: breaker_open shared"]
     assert alerts.subjects(smtp) == [f"[resilience] {s}" for s in expected]
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     blocks = [keys for _, name, keys in found if name == "EXEC"]
     assert len(blocks) == 2 * 3 and all(len(keys) >= 2 for keys in blocks)  # open x2, open x2, resolve x2: each a MULTI
     incidents = {k for keys in blocks for k in keys}
@@ -326,8 +323,7 @@ def test_a_successful_login_clears_the_cool_off_with_one_del_in_the_rate_limit_s
 ) -> None:
     with CommandLog(redis_cluster) as log:
         throttling.test_a_successful_login_clears_the_pairs_cool_off(cooloff)
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     cleared = [keys for _, name, keys in found if name == "DEL"]  # one per successful login: its cool-off and count
     assert len(cleared) == 2 and all(len(keys) == 2 and all(":{rl}:" in k for k in keys) for keys in cleared)
 
@@ -351,7 +347,6 @@ def test_a_scrape_reads_every_breaker_from_the_primary_that_serves_it(
     for i, name in enumerate(names):
         state = "closed" if i % 2 else "forced_open"
         assert f'resilience_breaker_state{{name="{name}",state="{state}"}} 1.0' in text
-    found = commands(log, key_prefix)
-    assert_one_slot_each(found, redis_cluster)
+    found = in_one_slot_each(log, key_prefix, redis_cluster)
     read = {port for port, name, keys in found if name == "HMGET" and ":breaker:" in keys[0]}
     assert len(read) == 3  # the eight breakers live on every primary: each read there

@@ -10,35 +10,33 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-import time
 import traceback
 import uuid
 from typing import Any
 
 import pytest
 import redis
-from django.test import Client
 from redis.backoff import NoBackoff
 from redis.connection import SSLConnection
 from redis.retry import Retry
 
-from resilience import CircuitOpenError, circuit_breaker
 from resilience.breakers.registry import breakers
-from resilience.core.breaker import CircuitBreaker
-from resilience.core.breaker_config import BreakerConfig
 from resilience.ratelimit.limiter import Limiter
 from resilience.ratelimit.policies import policy
 from resilience.storage import retry_budget, stale_store
-from resilience.storage.redis.breaker import RedisBreakerStore
 from resilience.storage.redis.budget import RedisRetryBudget
 from resilience.storage.redis.client import connect, shared_client
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from resilience.storage.redis.stale import RedisStaleStore
 from tests.storage import workers
 from tests.storage.redis.cluster import TlsLocalRedisCluster
-from tests.storage.redis.test_tls_auth import MIDDLEWARE, said
-from tests.storage.redis.test_tls_secrets import run
-from tests.waiting import wait_for
+from tests.storage.redis.leaks import assert_no_secret, right_or_wrong_secret, run, said
+from tests.storage.redis.scenarios import (
+    assert_a_breaker_is_shared_between_two_stores,
+    assert_rate_limit_fail_mode,
+    assert_stores_fall_back_locally,
+)
+from tests.storage.redis.test_tls_auth import MIDDLEWARE
 
 WRONG = "S3cr3t-wrong-cluster-token-5a4b"
 ONCE = {"socket_timeout": 1, "retry": Retry(NoBackoff(), 0)}  # redis-py's own retries take seconds to fail
@@ -57,11 +55,6 @@ def on_tls_cluster(settings: Any, tls_redis_cluster: TlsLocalRedisCluster, prefi
         "BREAKERS": {"shared": {"minimum_calls": 3, "open_for": 60}, "payments": {"open_for": 60}},
     }  # fmt: skip
     return tls_redis_cluster
-
-
-def assert_no_secret(text: str, cluster: TlsLocalRedisCluster, *more: str) -> None:
-    for secret in (*cluster.leak_markers, *more):
-        assert secret not in text, f"{secret!r} leaked"
 
 
 def test_the_test_cluster_speaks_only_tls_with_the_token_on_every_node_and_link(tls_redis_cluster: TlsLocalRedisCluster) -> None:
@@ -140,23 +133,7 @@ def _not_this_path(*args: Any) -> Any:
 def test_a_breaker_tripped_through_one_tls_cluster_client_is_seen_by_another(
     tls_redis_cluster: TlsLocalRedisCluster, prefix: str
 ) -> None:
-    one = RedisBreakerStore(connect(tls_redis_cluster.url, 2.0), prefix=prefix, sync_interval=0.5)
-    two = RedisBreakerStore(connect(tls_redis_cluster.url, 2.0), prefix=prefix, sync_interval=0.5)
-    try:
-        a = CircuitBreaker("pay", BreakerConfig(minimum_calls=2, open_for=30), one)
-        b = CircuitBreaker("pay", BreakerConfig(minimum_calls=2, open_for=30), two)
-        assert b.state == "closed"
-        for _ in range(2):
-            with pytest.raises(ZeroDivisionError):
-                a.call(lambda: 1 / 0)
-        assert wait_for(lambda: b.state == "open", timeout=1.0)  # a change notice (pub/sub) or a poll: over TLS either way
-        a.reset()
-        assert wait_for(lambda: b.state == "closed", timeout=1.0)
-        b.force_open()
-        assert wait_for(lambda: a.state == "forced_open", timeout=1.0)
-    finally:
-        one.close()
-        two.close()
+    assert_a_breaker_is_shared_between_two_stores(lambda: connect(tls_redis_cluster.url, 2.0), prefix)  # over TLS
 
 
 def test_breaker_state_is_shared_between_processes_over_the_tls_cluster(
@@ -210,20 +187,10 @@ def test_an_unreachable_tls_cluster_applies_each_rate_limit_fail_mode_without_a_
     fail: str, expected: list[int],
 ) -> None:  # fmt: skip
     url, error = unreachable
-    settings.RESILIENCE = {**settings.RESILIENCE, "RATE_LIMITS": {"ip": "2/min", "fail": fail}}
-    client = Client(REMOTE_ADDR="198.51.100.23")
-    started = time.monotonic()
-    with caplog.at_level(logging.DEBUG, logger="resilience"), caplog.at_level(logging.DEBUG, logger="redis"):
-        codes = [client.get("/report/").status_code for _ in range(4)]
-    assert codes == expected
-    assert time.monotonic() - started < 5  # never a hang: a refused login or certificate is immediate
+    assert_rate_limit_fail_mode(settings, caplog, fail, expected)
     reported = [e.fields.get("error") for e in events if e.area == "ratelimit" and e.kind == "store_unavailable"]
     assert reported and reported[0] == error, reported  # the outage is reported, by its cause's type
     assert_no_secret(said(caplog.records, events), tls_redis_cluster, WRONG, url)
-
-
-def _fail() -> None:
-    raise ConnectionError("dependency down")
 
 
 def test_an_unreachable_tls_cluster_leaves_breakers_budgets_and_stale_values_to_their_fallbacks(
@@ -231,22 +198,7 @@ def test_an_unreachable_tls_cluster_leaves_breakers_budgets_and_stale_values_to_
 ) -> None:
     url, error = unreachable
     with caplog.at_level(logging.DEBUG, logger="resilience"), caplog.at_level(logging.DEBUG, logger="redis"):
-        started = time.monotonic()
-        breaker = circuit_breaker("dep")
-        breaker.call(lambda: None)  # the call goes through: the breaker decides on local state
-        with pytest.raises(ConnectionError):
-            breaker.call(_fail)
-        assert breaker.state == "open"  # tripped locally (2 calls, 50 % failed)
-        with pytest.raises(CircuitOpenError):
-            breaker.call(lambda: None)
-        budget = retry_budget("tls-budget", ratio=0.0, floor=1.0, window=10)
-        assert budget.try_retry() is True  # the local budget's floor answers
-        assert not budget.healthy
-        stale = stale_store()
-        assert stale.set("g", "k", 1.0, {"v": 1}, ttl=60, max_keys=10) is True  # not refused: only not kept
-        assert stale.get("g", "k") is None
-        assert time.monotonic() - started < 5
-        assert wait_for(lambda: any(e.kind == "store_unavailable" and e.name == "breaker" for e in events), timeout=3)
+        assert_stores_fall_back_locally(events)
         client: Any = shared_client()
         with pytest.raises(redis.RedisError) as caught:  # what a caller of the shared client would see
             client.ping()
@@ -260,10 +212,7 @@ def test_an_unreachable_tls_cluster_leaves_breakers_budgets_and_stale_values_to_
 # -- what an operator sees ---------------------------------------------------------------------------
 @pytest.mark.parametrize("token", ["right", "wrong"])
 def test_manage_py_breakers_list_and_check_show_no_token(on_tls_cluster: TlsLocalRedisCluster, settings: Any, token: str) -> None:
-    if token == "wrong":
-        settings.RESILIENCE = {**settings.RESILIENCE, "REDIS": on_tls_cluster.token_url(token=WRONG)}
-    else:
-        breakers.get_or_create("payments").force_open()
+    right_or_wrong_secret(token, settings, on_tls_cluster.token_url(token=WRONG))
     output = run("breakers", "list")
     assert "payments" in output
     if token == "right":

@@ -8,18 +8,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import ssl
-import time
 from typing import Any
 
 import pytest
 import redis
 from cryptography.fernet import Fernet
-from django.test import Client
 from redis.backoff import NoBackoff
 from redis.connection import SSLConnection
 from redis.retry import Retry
 
-from resilience import CircuitOpenError, circuit_breaker
 from resilience.integrations.aws.settings import parse_credentials
 from resilience.integrations.aws.shared_credentials import SharedCopy
 from resilience.ratelimit.limiter import Limiter
@@ -29,7 +26,8 @@ from resilience.storage.redis.client import connect, shared_client
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from tests.conftest import TlsRedisServer
 from tests.storage import workers
-from tests.waiting import wait_for
+from tests.storage.redis.leaks import assert_no_secret, said
+from tests.storage.redis.scenarios import assert_rate_limit_fail_mode, assert_stores_fall_back_locally
 
 NO_RETRY = Retry(NoBackoff(), 0)  # redis-py's default retries a refused handshake for seconds
 
@@ -180,10 +178,6 @@ def test_breaker_state_is_shared_between_processes_over_tls(settings: Any, tls_r
     assert max(delays) < 1.0, delays  # the change notice (pub/sub over TLS) reached them
 
 
-def _fail() -> None:
-    raise ConnectionError("dependency down")
-
-
 # -- a wrong password: each policy's fail mode, no 500, no hang, no secret in what is said ----------
 WRONG = "S3cr3t-wrong-password-0f9e8d"
 
@@ -199,49 +193,21 @@ def wrong_password(settings: Any, tls_redis: TlsRedisServer, key_prefix: str) ->
     return tls_redis
 
 
-def said(records: list[logging.LogRecord], events: list[Any]) -> str:
-    """Everything the library said: log lines (with their tracebacks) and events (with their fields)."""
-    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    return "\n".join([formatter.format(r) for r in records] + [repr(e) for e in events])
-
-
 @pytest.mark.parametrize(("fail", "expected"), [("open", [200] * 4), ("closed", [429] * 4), ("local", [200, 200, 429, 429])])
 def test_a_wrong_password_applies_each_rate_limit_fail_mode_without_a_500(
     wrong_password: TlsRedisServer, settings: Any, caplog: Any, events: list[Any], fail: str, expected: list[int]
 ) -> None:
-    settings.RESILIENCE = {**settings.RESILIENCE, "RATE_LIMITS": {"ip": "2/min", "fail": fail}}
-    client = Client(REMOTE_ADDR="198.51.100.23")
-    started = time.monotonic()
-    with caplog.at_level(logging.DEBUG, logger="resilience"), caplog.at_level(logging.DEBUG, logger="redis"):
-        codes = [client.get("/report/").status_code for _ in range(4)]
-    assert codes == expected
-    assert time.monotonic() - started < 5  # never a hang: an authentication error is immediate
+    assert_rate_limit_fail_mode(settings, caplog, fail, expected)
     text = said(caplog.records, events)
     assert "AuthenticationError" in text  # the outage is reported, by the error's type
-    for secret in (*wrong_password.leak_markers, WRONG, wrong_password.user_url(password=WRONG)):
-        assert secret not in text
+    assert_no_secret(text, wrong_password, WRONG, wrong_password.user_url(password=WRONG))
 
 
 def test_a_wrong_password_leaves_breakers_budgets_and_stale_values_to_their_fallbacks(
     wrong_password: TlsRedisServer, caplog: Any, events: list[Any]
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="resilience"), caplog.at_level(logging.DEBUG, logger="redis"):
-        breaker = circuit_breaker("dep")
-        breaker.call(lambda: None)  # the call goes through: the breaker decides on local state
-        with pytest.raises(ConnectionError):
-            breaker.call(_fail)
-        assert breaker.state == "open"  # tripped locally (2 calls, 50 % failed)
-        with pytest.raises(CircuitOpenError):
-            breaker.call(lambda: None)
-        budget = retry_budget("tls-budget", ratio=0.0, floor=1.0, window=10)
-        assert budget.try_retry() is True  # the local budget's floor answers
-        assert not budget.healthy
-        stale = stale_store()
-        assert stale.set("g", "k", 1.0, {"v": 1}, ttl=60, max_keys=10) is True  # not refused: only not kept
-        assert stale.get("g", "k") is None
-        assert wait_for(lambda: any(e.kind == "store_unavailable" and e.name == "breaker" for e in events), timeout=3)
+        assert_stores_fall_back_locally(events)
     unavailable = {e.name: e.fields.get("error") for e in events if e.kind == "store_unavailable"}
     assert unavailable.get("breaker") == unavailable.get("retry_budget") == "AuthenticationError", unavailable
-    text = said(caplog.records, events)
-    for secret in (*wrong_password.leak_markers, WRONG, wrong_password.user_url(password=WRONG)):
-        assert secret not in text
+    assert_no_secret(said(caplog.records, events), wrong_password, WRONG, wrong_password.user_url(password=WRONG))

@@ -5,13 +5,10 @@ suite's TLS redis-server (``tls_redis``), which are distinctive (``S3cr3t-...``)
 
 from __future__ import annotations
 
-from io import StringIO
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.management import call_command
-from django.core.management.base import CommandError, SystemCheckError
 
 from resilience.breakers.registry import breakers
 from resilience.exceptions import ConfigurationError
@@ -21,24 +18,10 @@ from resilience.storage import retry_budget, stale_store
 from resilience.storage.redis.client import connect, redacted, shared_client
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from tests.conftest import TlsRedisServer
+from tests.storage.redis.leaks import assert_no_secret, right_or_wrong_secret, run
 from tests.test_admin_browser import CHANGELIST, logged_in_client, staff_user
 
 WRONG = "S3cr3t-wrong-7c1d"
-
-
-def assert_no_secret(text: str, server: TlsRedisServer, *more: str) -> None:
-    for secret in (*server.leak_markers, *more):
-        assert secret not in text, f"{secret!r} leaked"
-
-
-def run(*args: str) -> str:
-    """A management command's stdout and stderr, or its error's text."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-    except (CommandError, SystemCheckError) as exc:
-        return f"{out.getvalue()}{err.getvalue()}{exc}"
-    return out.getvalue() + err.getvalue()
 
 
 @pytest.fixture
@@ -53,10 +36,7 @@ def on_tls(settings: Any, tls_redis: TlsRedisServer, key_prefix: str) -> TlsRedi
 # -- what an operator sees -------------------------------------------------------------------------
 @pytest.mark.parametrize("password", ["right", "wrong"])
 def test_breakers_list_shows_no_secret(on_tls: TlsRedisServer, settings: Any, password: str) -> None:
-    if password == "wrong":
-        settings.RESILIENCE = {**settings.RESILIENCE, "REDIS": on_tls.user_url(password=WRONG)}
-    else:
-        breakers.get_or_create("payments").force_open()
+    right_or_wrong_secret(password, settings, on_tls.user_url(password=WRONG))
     output = run("breakers", "list")
     assert "payments" in output
     assert_no_secret(output, on_tls, WRONG, on_tls.user_url(password=WRONG))
@@ -65,10 +45,7 @@ def test_breakers_list_shows_no_secret(on_tls: TlsRedisServer, settings: Any, pa
 @pytest.mark.django_db
 @pytest.mark.parametrize("password", ["right", "wrong"])
 def test_the_admin_circuits_page_shows_no_secret(on_tls: TlsRedisServer, settings: Any, password: str) -> None:
-    if password == "wrong":
-        settings.RESILIENCE = {**settings.RESILIENCE, "REDIS": on_tls.user_url(password=WRONG)}
-    else:
-        breakers.get_or_create("payments").force_open()
+    right_or_wrong_secret(password, settings, on_tls.user_url(password=WRONG))
     page = logged_in_client(staff_user("operator", "view_circuit", "change_circuit")).get(CHANGELIST)
     assert page.status_code == 200
     html = page.content.decode()

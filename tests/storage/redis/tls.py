@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +22,11 @@ class Certificates:
     ca: Path
     cert: Path
     key: Path
+
+    @property
+    def ca_query(self) -> str:
+        """The query a ``rediss://`` URL needs to trust this CA: ``ssl_ca_certs=<the CA file, percent-encoded>``."""
+        return f"ssl_ca_certs={quote(str(self.ca), safe='')}"
 
 
 def _name(common_name: str) -> x509.Name:
