@@ -11,7 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
-from resilience.storage.redis.client import URL_SCHEMES, redacted
+from resilience.storage.redis.client import cluster_cache, cluster_location, not_a_cache
+from resilience.storage.redis.urls import is_url
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
@@ -55,16 +56,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="resilience.W001",
                 )
             )
-    elif not redis_setting.startswith(URL_SCHEMES):
+    elif not is_url(redis_setting):
         caches = getattr(settings, "CACHES", {})
         if redis_setting not in caches:
             messages.append(
                 Error(
-                    f'RESILIENCE["REDIS"] names cache {redacted(redis_setting)!r}, which is not in CACHES.',
-                    hint=f"Define CACHES[{redacted(redis_setting)!r}] with the django-redis backend, or give a redis:// URL.",
+                    f"{not_a_cache(caches)}.",
+                    hint="Give a redis:// URL (a password percent-encoded), or name a django-redis cache of CACHES.",
                     id="resilience.E002",
                 )
             )
+        elif cluster_location(caches[redis_setting].get("LOCATION")):
+            messages.append(Error(f"{cluster_cache(redis_setting)}.", id="resilience.E003"))
         elif caches[redis_setting].get("BACKEND") != DJANGO_REDIS_BACKEND:
             messages.append(
                 Error(
@@ -255,12 +258,12 @@ def _redis_passwords() -> set[str]:
     """The passwords of the Redis the library uses: in its URL, or in the django-redis cache it names
     (``LOCATION`` URLs, ``OPTIONS["PASSWORD"]`` and ``OPTIONS["CONNECTION_POOL_KWARGS"]["password"]``),
     as Redis receives them: a URL's password percent-decoded, as redis-py does."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import parse_qs, unquote, urlsplit
 
     target = resilience_settings.REDIS
     if not isinstance(target, str):
         return set()
-    urls: list[str] = [target] if target.startswith(URL_SCHEMES) else []
+    urls: list[str] = [target] if is_url(target) else []
     found: set[str] = set()
     cache: Any = settings.CACHES.get(target) if not urls else None
     if isinstance(cache, dict):
@@ -274,11 +277,12 @@ def _redis_passwords() -> set[str]:
                 found.add(password)
     for url in urls:
         try:
-            password = urlsplit(url).password
+            parts = urlsplit(url)
         except ValueError:
             continue
-        if password:
-            found.add(unquote(password))
+        if parts.password:
+            found.add(unquote(parts.password))
+        found.update(p for p in parse_qs(parts.query).get("password", []) if p)  # redis-py takes it there too
     return found
 
 
@@ -325,7 +329,7 @@ def check_aws_credentials(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             messages.append(
                 Error(
                     f"The beat entry for {REFRESH_TASK!r} {problem}: the credentials would never be refreshed by Celery.",
-                    hint="Use resilience.tasks.beat_entry(schedule) with RESILIENCE[\"AWS\"][\"CREDENTIALS\"][\"schedule\"].",
+                    hint='Use resilience.tasks.beat_entry(schedule) with RESILIENCE["AWS"]["CREDENTIALS"]["schedule"].',
                     id="resilience.E017",
                 )
             )

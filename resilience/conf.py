@@ -6,6 +6,7 @@ built from it (breakers, stores, metrics sinks).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -64,16 +65,29 @@ def _redis(value: Any, path: str) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         shown = repr(value) if isinstance(value, str) else type(value).__name__  # a dict or bytes may hold a password
         raise ConfigurationError(f"{path} must be a cache alias or a redis:// URL, got {shown}")
-    if isinstance(value, str) and value.startswith(("redis+cluster://", "rediss+cluster://")):
-        from resilience.storage.redis.client import redacted  # storage imports this module
-        from resilience.storage.redis.cluster import seeds
+    from resilience.storage.redis.urls import check_url, is_cluster_url, is_url, redacted  # storage imports this module
 
+    if isinstance(value, str) and is_url(value):
         try:
-            seeds(value)
-        except ValueError:
+            check_url(value)
+        except ValueError:  # not chained: urllib's messages quote parts of the URL, a password's included
+            form = "a Redis URL"
+            if is_cluster_url(value):
+                form = "redis+cluster://host:port[,host:port...][/0] (rediss+cluster:// with TLS)"
             shown = redacted(value)
-            form = "redis+cluster://host:port[,host:port...][/0] (rediss+cluster:// with TLS)"
-            raise ConfigurationError(f"{path} must be {form}, got {shown!r}") from None
+            rules = "a lower-case scheme, a password percent-encoded"
+            raise ConfigurationError(f"{path} must be {form} ({rules}), got {shown!r}") from None
+        for name, file in _tls_files(value):
+            if not os.path.isfile(file):
+                raise ConfigurationError(f"{path} names {name}={file!r}, which is not a file")
+
+
+def _tls_files(url: str) -> list[tuple[str, str]]:
+    """The certificate and key files a URL's query names (``ssl_ca_certs`` and the like)."""
+    from urllib.parse import parse_qsl
+
+    query = url.partition("?")[2]
+    return [(name, file) for name, file in parse_qsl(query) if name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")]
 
 
 def _key_prefix(value: Any, path: str) -> None:

@@ -24,20 +24,9 @@ from redis.retry import Retry
 
 from resilience.conf import on_reload, resilience_settings
 from resilience.exceptions import ConfigurationError
-from resilience.storage.redis.cluster import CLUSTER_SCHEMES, connect_cluster, is_cluster_url
-
-URL_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)  # cluster: storage/redis/cluster.py
-
-
-def redacted(setting: str) -> str:
-    """``setting`` as a message may show it: a URL's user and password (all before its last ``@``,
-    after the scheme) become ``***``, so ``rediss://app:pw@host:6380/0`` is ``rediss://***@host:6380/0``.
-    Used for anything that could be a mistyped URL, cache aliases included."""
-    head, at, tail = setting.rpartition("@")
-    if not at:
-        return setting
-    scheme, sep, _ = head.partition("://")
-    return f"{scheme}{sep}***@{tail}" if sep else f"***@{tail}"
+from resilience.storage.redis.cluster import connect_cluster
+from resilience.storage.redis.urls import check_url, is_cluster_url, is_url
+from resilience.storage.redis.urls import redacted as redacted  # its home is urls.py; importable from here too
 
 
 def connect(setting: str, timeout: float) -> redis.Redis:
@@ -52,21 +41,24 @@ def connect(setting: str, timeout: float) -> redis.Redis:
     }
     if is_cluster_url(setting):  # a RedisCluster (made at first use) answers the commands the stores send
         return cast(redis.Redis, connect_cluster(setting, options))
-    if setting.startswith(URL_SCHEMES):
+    if is_url(setting):
         try:
+            check_url(setting)
             return redis.Redis.from_url(setting, **options)
         except ValueError:  # urllib's messages quote parts of the URL: a port "S3cr3t" from a password with a "/"
             raise ConfigurationError(f'RESILIENCE["REDIS"] is not a valid Redis URL: {redacted(setting)!r}') from None
     try:
         cache = caches[setting]
     except InvalidCacheBackendError:  # not chained: Django's message quotes the setting whole
-        raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {redacted(setting)!r}, which is not in CACHES') from None
+        raise ConfigurationError(not_a_cache(django_settings.CACHES)) from None
     factory = getattr(getattr(cache, "client", None), "connection_factory", None)
     if factory is None:
         raise ConfigurationError(f'RESILIENCE["REDIS"] names cache {redacted(setting)!r}, which is not a django-redis cache')
     # The cache's connection parameters, from its connection factory: never the cache's own Redis
     # client, whose class may be ResilientClient's, which declares breakers and so needs this store.
     location = django_settings.CACHES[setting].get("LOCATION")
+    if cluster_location(location):
+        raise ConfigurationError(cluster_cache(setting))
     first = (location.split(",") if isinstance(location, str) else list(location or [""]))[0].strip()
     try:
         template = factory.get_connection_pool(factory.make_connection_params(first))  # no connection is opened
@@ -74,6 +66,29 @@ def connect(setting: str, timeout: float) -> redis.Redis:
         raise ConfigurationError(f'CACHES[{setting!r}]["LOCATION"] is not a valid Redis URL: {redacted(first)!r}') from None
     kwargs = {**template.connection_kwargs, **options}
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=template.connection_class, **kwargs))
+
+
+def not_a_cache(caches: dict[str, Any]) -> str:
+    """The message for a ``REDIS`` that is neither a URL nor a cache alias; the value is not shown:
+    what is neither may be a password pasted in the wrong place."""
+    defined = ", ".join(map(repr, caches)) or "none"
+    return (
+        'RESILIENCE["REDIS"] is neither a Redis URL (redis://, rediss://, unix://, redis+cluster://) '
+        f"nor a cache in CACHES (defined: {defined})"
+    )
+
+
+def cluster_location(location: Any) -> bool:
+    """A cache ``LOCATION`` that names a Redis Cluster (django-redis has no client for one)."""
+    urls = [location] if isinstance(location, str) else list(location or [])
+    return any(isinstance(url, str) and is_cluster_url(url.strip()) for url in urls)
+
+
+def cluster_cache(alias: str) -> str:
+    return (
+        f'RESILIENCE["REDIS"] names cache {alias!r}, whose LOCATION is a Redis Cluster URL: django-redis has no cluster '
+        'client (its clients: default, herd, sentinel, sharded); set RESILIENCE["REDIS"] to the redis+cluster:// URL itself'
+    )
 
 
 _shared: list[redis.Redis] = []

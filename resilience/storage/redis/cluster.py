@@ -24,18 +24,17 @@ from redis.connection import Encoder
 from redis.exceptions import RedisClusterException, RedisError
 
 from resilience.exceptions import ConfigurationError
-
-CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-
-
-def is_cluster_url(setting: str) -> bool:
-    return setting.startswith(CLUSTER_SCHEMES)
+from resilience.storage.redis.urls import check_url, redacted
 
 
 def seeds(setting: str) -> tuple[str, list[tuple[str, int]]]:
     """The URL of the first seed in redis-py's form (``redis://``/``rediss://``, credentials and query
     kept) and the (host, port) of every seed; ValueError when the URL is not a cluster URL."""
-    scheme, _, rest = setting.partition("+cluster://")
+    scheme, _, rest = setting.partition("://")
+    scheme = scheme.lower()
+    if not scheme.endswith("+cluster"):
+        raise ValueError("not a cluster URL")
+    scheme = scheme.removesuffix("+cluster")
     rest, _, query = rest.partition("?")
     credentials, at, tail = rest.rpartition("@")
     hosts, _, path = tail.partition("/")
@@ -100,9 +99,8 @@ def connect_cluster(setting: str, options: dict[str, Any]) -> ClusterClient:
     """A cluster client for a ``redis+cluster://`` URL (made at first use), with ``options`` (timeouts,
     retry) applied to every node's connections; the cluster client's own retry is ``options["retry"]`` too.
     The URL is checked now: a ``ConfigurationError`` (the password hidden) when it is malformed."""
-    from resilience.storage.redis.client import redacted
-
     try:
+        check_url(setting)
         url, nodes = seeds(setting)
     except ValueError:  # urllib's messages may quote parts of the URL, a password included
         raise ConfigurationError(f'RESILIENCE["REDIS"] is not a valid Redis Cluster URL: {redacted(setting)!r}') from None
