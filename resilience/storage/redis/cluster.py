@@ -37,6 +37,8 @@ def seeds(setting: str) -> tuple[str, list[tuple[str, int]]]:
     scheme = scheme.removesuffix("+cluster")
     rest, _, query = rest.partition("?")
     credentials, at, tail = rest.rpartition("@")
+    if "," in credentials:  # u:p@h1,u2:p2@h2 would log in as "u" with the password "p@h1,u2:p2"
+        raise ValueError("the credentials come once, before the first node")
     hosts, _, path = tail.partition("/")
     if path not in ("", "0"):
         raise ValueError("a cluster has database 0 only")

@@ -12,6 +12,7 @@ import re
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 URL_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
+SSL_CERT_REQS = ("none", "optional", "required")
 
 
 def is_url(setting: str) -> bool:
@@ -39,7 +40,9 @@ def check_url(setting: str) -> None:
     if not setting.startswith(URL_SCHEMES):
         raise ValueError("the scheme is in lower case")  # as redis-py reads it
     url = seeds(setting)[0] if is_cluster_url(setting) else setting
-    parse_url(url)
+    options = parse_url(url)
+    if str(options.get("ssl_cert_reqs", "required")).lower() not in SSL_CERT_REQS:
+        raise ValueError("ssl_cert_reqs is none, optional or required")  # redis-py: a RedisError at each connect
     path = urlsplit(url).path
     if not url.startswith("unix://") and path not in ("", "/") and not path[1:].isdigit():
         raise ValueError("the database is a number")

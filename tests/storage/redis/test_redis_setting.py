@@ -36,6 +36,8 @@ BAD_URLS = [
     pytest.param("redis+cluster://127.0.0.1:7000/0?socket_timeout=abc", id="cluster, a query value of the wrong type"),
     pytest.param("redis://127.0.0.1:6379/0?socket_timeout=abc", id="server, a query value of the wrong type"),
     pytest.param("redis://127.0.0.1:6379/abc", id="server, a database that is no number"),
+    pytest.param("rediss://127.0.0.1:6380/0?ssl_cert_reqs=bogus", id="server, ssl_cert_reqs not a level"),
+    pytest.param(f"rediss+cluster://u:{TOKEN}@127.0.0.1:7000,u2:{TOKEN}@127.0.0.1:7001/0", id="cluster, credentials per node"),
 ]
 
 
