@@ -100,8 +100,7 @@ class RedisBreakerStore(BreakerStore):
         return f"{self._prefix}:breaker:{{{_hash_tag(name)}}}"
 
     def _keys(self, name: str) -> BreakerKeys:
-        base = self._base_key(name)
-        return BreakerKeys(state=base, permits=base + ":permits")
+        return BreakerKeys(state=self._base_key(name))
 
     def _stats_key(self, name: str) -> str:
         return self._base_key(name) + ":stats"
@@ -302,7 +301,11 @@ class RedisBreakerStore(BreakerStore):
             pipe = client.pipeline(transaction=False)
             for name in group:
                 self._scripts["view"](self._keys(name), self._args(name, None), client=pipe)
-            for name, reply in zip(group, pipe.execute(), strict=True):
+            for name, reply in zip(group, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis.exceptions.AskError):  # its slot migrates or moved: as in _read
+                    reply = self._scripts["view"](self._keys(name), self._args(name, None))
+                elif isinstance(reply, Exception):
+                    raise reply
                 self._adopt(name, reply)
 
     def _push_stats(self) -> None:

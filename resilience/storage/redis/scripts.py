@@ -25,10 +25,10 @@ class Slots:
 
 @dataclass(frozen=True)
 class BreakerKeys(Slots):
-    """``breaker_*.lua``: the state hash and the half-open permits (a zset), under one hash tag."""
+    """``breaker_*.lua``: the state hash, which holds the half-open permits too (fields ``p:<permit id>``,
+    each its expiry). One key, so a node never refuses the call while the breaker's slot migrates."""
 
     state: str
-    permits: str
 
 
 @dataclass(frozen=True)

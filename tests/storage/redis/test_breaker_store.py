@@ -124,8 +124,10 @@ def test_every_key_the_store_writes_has_a_ttl(store, key_prefix, test_redis):
     with breaker:  # hold a half-open permit while we scan
         store._push_stats()
         keys = list(test_redis.scan_iter(f"{key_prefix}:*"))
-        assert len(keys) >= 4  # state, permits, stats, names
+        assert len(keys) >= 3  # state, stats, names
         assert all(test_redis.ttl(k) > 0 for k in keys), {k: test_redis.ttl(k) for k in keys}
+        state = store._keys("ttl").state
+        assert [f for f in test_redis.hkeys(state) if f.startswith(b"p:")] != []  # the permit: a field of the state
 
 
 @pytest.mark.parametrize("name", ["a:b:c", "*", "{tag}", "ünïcødé ☃", "x" * 200, "pay ments"])
@@ -173,6 +175,27 @@ def test_half_open_permits_of_a_crashed_process_expire(store):
     assert wait_for(lambda: store.now() > permit_expires + 0.005)  # the crashed process's permit runs out
     assert store.acquire("crash", config, "third", 0.1).probe
     assert store.view("crash").state is State.HALF_OPEN
+
+
+def test_a_refused_probe_waits_for_the_earliest_permit_and_a_transition_drops_every_permit(store, test_redis):
+    """The permits are fields of the breaker's one key (``p:<permit id>``: its expiry)."""
+    config = BreakerConfig(open_for=0.05, half_open_calls=2)
+    store.register("probes")
+    store.trip("probes", config, store.view("probes").gen)
+    open_until = store.view("probes").open_until
+    assert wait_for(lambda: store.now() >= open_until)
+    long, short = store.acquire("probes", config, "long", 30), store.acquire("probes", config, "short", 10)
+    assert long.probe and short.probe
+    refused = store.acquire("probes", config, "third", 30)
+    assert not refused.allowed and 9 < refused.retry_after <= 10  # the earliest of the live permits
+
+    def permits() -> list[bytes]:
+        return sorted(f for f in test_redis.hkeys(store._keys("probes").state) if f.startswith(b"p:"))
+
+    assert permits() == [b"p:long", b"p:short"]
+    assert store.release("probes", config, short.view.gen, "short", Outcome.FAILURE)[0] is State.HALF_OPEN
+    assert permits() == []  # the half-open period ended: the other permit went with it
+    assert store.release("probes", config, long.view.gen, "long", Outcome.SUCCESS)[0] is None  # no longer held
 
 
 def test_the_shared_list_of_breaker_names_is_bounded(shared_breakers, test_redis, key_prefix, monkeypatch):

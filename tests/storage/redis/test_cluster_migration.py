@@ -6,7 +6,8 @@ The rate-limit slot ``{rl}`` and the slots of two breakers move while threads he
 processes take rate-limit decisions and breaker calls every millisecond or so. The migration pauses
 halfway (some keys moved, some not), so the source answers ``ASK`` (a call's keys have left) and
 ``TRYAGAIN`` (a stacked decision's keys are on both nodes), and ``MOVED`` once the slot is the target's.
-Every node's ``INFO errorstats`` counts those replies.
+Every node's ``INFO errorstats`` counts those replies. A second test stops three breakers' slots
+halfway and trips, probes and forces them open there, through two stores.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from typing import Any
 
 import pytest
 
+from resilience.core.breaker_config import BreakerConfig
+from resilience.core.breaker_state import Outcome, State
+from resilience.core.event import Event
 from resilience.core.gcra import Limit
 from resilience.storage.keys import digest
+from resilience.storage.redis.breaker import RedisBreakerStore
 from resilience.storage.redis.client import connect
 from resilience.storage.redis.ratelimit import RedisRateLimitStore
 from tests.storage.redis.cluster import ClusterNodeServer, LocalRedisCluster, slot
+from tests.waiting import wait_for
 
 SPAWN = multiprocessing.get_context("spawn")
 WORKERS = 2  # processes, besides this one
@@ -362,3 +368,119 @@ def test_slots_migrating_between_primaries_under_load_cost_no_error_and_no_wrong
     # and a trip after the move, on the target, reaches every worker process in a generation above the last
     assert all(r["seen_open"] is not None and r["seen_open"] - tripped_at < 1.0 for r in reports[1:])
     assert live.breaker.view().gen > live_gen and {r["live_gen"] for r in reports[1:]} == {live.breaker.view().gen}
+
+
+# -- a breaker's own operations while its slot is halfway migrated -----------------------------------
+
+PROBE = BreakerConfig(minimum_calls=1, open_for=0.05, half_open_calls=1, open_for_multiplier=1)
+
+
+def _keys_on(node: ClusterNodeServer, number: int) -> set[str]:
+    return set(node.client(decode_responses=True).execute_command("CLUSTER GETKEYSINSLOT", number, 1000))
+
+
+def _seen_by(store: RedisBreakerStore, name: str, state: State, gen: int, timeout: float = 2.0) -> float:
+    """Milliseconds until ``store``'s local copy of ``name`` is ``state`` in ``gen`` (a notice or a poll)."""
+    started = time.monotonic()
+    while (store.view(name).state, store.view(name).gen) != (state, gen):
+        assert time.monotonic() - started < timeout, (name, store.view(name), state, gen)
+        time.sleep(0.0005)
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _trip_and_probe(one: RedisBreakerStore, two: RedisBreakerStore, name: str) -> dict[str, Any]:
+    """Through ``one``: trip, then (once due) take the half-open probe and fail it; ``two`` sees each
+    step in the same generation, and is refused while ``one`` holds the probe. What it measured."""
+    closed = one.view(name)
+    changed, opened = one.trip(name, PROBE, closed.gen)
+    assert (changed, opened.state) == (State.CLOSED, State.OPEN) and opened.gen > closed.gen
+    trip_seen = _seen_by(two, name, State.OPEN, opened.gen)
+    assert wait_for(lambda: one.now() >= opened.open_until)
+    probe = one.acquire(name, PROBE, "probe-one", 5.0)
+    assert probe.probe and probe.view.state is State.HALF_OPEN and probe.changed_from is State.OPEN
+    refused = two.acquire(name, PROBE, "probe-two", 5.0)  # the one permit is held, in the shared record
+    assert not refused.allowed and refused.view.gen == probe.view.gen
+    assert refused.retry_after is not None and 4.5 < refused.retry_after <= 5.0  # the held permit's expiry
+    changed, reopened = one.release(name, PROBE, probe.view.gen, "probe-one", Outcome.FAILURE)
+    assert (changed, reopened.state, reopened.trips) == (State.HALF_OPEN, State.OPEN, 2)
+    return {"gen": reopened.gen, "seen ms": (trip_seen, _seen_by(two, name, State.OPEN, reopened.gen))}
+
+
+@pytest.mark.timeout(30)
+def test_a_breaker_trips_and_probes_while_its_slot_is_halfway_migrated(redis_cluster):
+    """A trip, a half-open probe and a manual action on breakers whose slot is halfway through a
+    migration (its record already on the target, still on the source, or not made yet): every one
+    runs on Redis (no TRYAGAIN, no outage, no local decision), another store sees it in the same
+    generation, and it stays after the migration ends."""
+    cluster, prefix = redis_cluster, f"migb-{uuid.uuid4().hex[:8]}"
+    source = cluster.primary_of(f"{prefix}:breaker:{{{digest('dep-0', 20)}}}")
+    target = next(n for n in _primaries(cluster) if n.port != source.port)
+    moved = _breaker_on(cluster, prefix, source.port, 0)  # its record goes first: the source answers ASK
+    staying = _breaker_on(cluster, prefix, source.port, int(moved.removeprefix("dep-")) + 1)  # its record stays
+    fresh = _breaker_on(cluster, prefix, source.port, int(staying.removeprefix("dep-")) + 1)  # no record until then
+    state_key = {name: f"{prefix}:breaker:{{{digest(name, 20)}}}" for name in (moved, staying, fresh)}
+    events: list[Event] = []
+    one, two = (
+        RedisBreakerStore(connect(cluster.url, 0.5), prefix=prefix, sync_interval=0.2, emit=events.append) for _ in range(2)
+    )
+    migrations = [SlotMigration(cluster, slot(key), source, target) for key in state_key.values()]
+    finished = False
+    try:
+        for store in (one, two):
+            store.register(moved)
+            store.register(staying)
+        on_source = source.client()
+        for key in state_key.values():
+            on_source.mset({f"{key}:filler:{i}": i for i in range(40)})
+        for node in (source, target):
+            node.client().config_resetstat()
+        started = time.monotonic()
+        for migration in migrations:
+            migration.begin()
+        migrations[0].migrate([state_key[moved]])
+        migrations[0].move_half()
+        migrations[1].move_half(keep=(state_key[staying],))
+        migrations[2].move_half()
+        halfway = time.monotonic()
+        for migration, name in zip(migrations, (moved, staying, fresh), strict=True):  # some keys moved, the rest not
+            assert _keys_on(source, migration.slot) and _keys_on(target, migration.slot), name
+        assert state_key[moved] in _keys_on(target, migrations[0].slot)
+        assert state_key[staying] in _keys_on(source, migrations[1].slot)
+
+        measured = {name: _trip_and_probe(one, two, name) for name in (moved, staying)}
+        one.register(fresh)  # its first record, made on the target (the source has none and answers ASK)
+        forced = one.manual(fresh, "force_open")[1]
+        two.register(fresh)
+        _seen_by(two, fresh, State.FORCED_OPEN, forced.gen)
+        during = time.monotonic() - halfway
+
+        for migration in migrations:
+            migration.finish()
+        finished, moving = True, time.monotonic() - started
+        at_source, at_target = _errorstats(source), _errorstats(target)
+        for store in (one, two):
+            store.refresh()
+        expected = {moved: ("open", measured[moved]["gen"]), staying: ("open", measured[staying]["gen"])}
+        expected[fresh] = ("forced_open", forced.gen)
+        for store in (one, two):
+            assert {n: (store.view(n).state.value, store.view(n).gen) for n in expected} == expected
+        on_target = target.client(decode_responses=True)
+        assert {n: tuple(on_target.hmget(state_key[n], "state", "gen")) for n in expected} == {
+            n: (state, str(gen)) for n, (state, gen) in expected.items()
+        }
+        assert [source.client().execute_command("CLUSTER COUNTKEYSINSLOT", m.slot) for m in migrations] == [0, 0, 0]
+        assert on_target.keys(f"{prefix}:breaker:*:permits") == []  # the permits live in the state hash
+    finally:
+        for migration in migrations if not finished else ():  # the session's cluster keeps no slot halfway
+            migration.finish()
+        one.close()
+        two.close()
+    print(
+        f"\nbreakers in a slot halfway migrated: a trip, a probe and a failed release each ({measured}), "
+        f"a fresh record forced open, in {during * 1000:.0f} ms (migration {moving * 1000:.0f} ms); "
+        f"source replied ASK {at_source['ASK']}, TRYAGAIN {at_source['TRYAGAIN']}; target ran ASKING "
+        f"{at_target['ASKING commands']}, replied TRYAGAIN {at_target['TRYAGAIN']}; events {[e.kind for e in events]}"
+    )
+    assert events == []  # no store_unavailable: nothing was decided locally
+    assert at_source["TRYAGAIN"] == 0 and at_target["TRYAGAIN"] == 0  # no call of the breakers was refused
+    assert at_source["ASK"] > 0 and at_target["ASKING commands"] > 0  # the records on the target were reached that way

@@ -6,13 +6,24 @@ if st.state == 'open' then
   if now < st.open_until then return reply(st, '', now, 0, 0, tostring(st.open_until - now)) end
   changed = move(st, now, 'half_open', 0, st.trips)
 end
-redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
-if redis.call('ZCARD', P) + st.ok < HALF_OPEN_CALLS then
-  redis.call('ZADD', P, now + PERMIT_TTL, PERMIT)
-  redis.call('EXPIRE', P, TTL)
+-- The live permits (fields p:<id> of S, each its expiry), the expired ones dropped, and the earliest expiry.
+local live, first = 0, nil
+local fields = redis.call('HGETALL', S)
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'p:' then
+    local expires = tonumber(fields[i + 1])
+    if expires <= now then
+      redis.call('HDEL', S, fields[i])
+    else
+      live = live + 1
+      if not first or expires < first then first = expires end
+    end
+  end
+end
+if live + st.ok < HALF_OPEN_CALLS then
+  redis.call('HSET', S, permit_field(PERMIT), string.format('%.17g', now + PERMIT_TTL))  -- S keeps its TTL
   return reply(st, changed, now, 1, 1, '')
 end
-local first = redis.call('ZRANGE', P, 0, 0, 'WITHSCORES')
 local wait = 1.0
-if first[2] then wait = math.max(tonumber(first[2]) - now, 0.001) end
+if first then wait = math.max(first - now, 0.001) end
 return reply(st, changed, now, 0, 0, tostring(wait))

@@ -1,6 +1,6 @@
 -- Hand back a half-open permit with the probe's outcome: success x N closes, failure re-opens.
 local st, now = load(), now_s()
-local held = redis.call('ZREM', P, PERMIT) == 1
+local held = redis.call('HDEL', S, permit_field(PERMIT)) == 1
 if st.gen ~= GEN or st.state ~= 'half_open' or not held then
   return reply(st, '', now, 0, 0, '')
 end
