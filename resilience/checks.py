@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
 from resilience.storage.redis.client import cluster_cache, cluster_location, not_a_cache
-from resilience.storage.redis.urls import is_url
+from resilience.storage.redis.urls import is_url, tls_files
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
@@ -56,7 +57,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="resilience.W001",
                 )
             )
-    elif not is_url(redis_setting):
+    elif is_url(redis_setting):  # whether a file is there is a fact of this machine, not of the setting: here only
+        messages += [
+            Error(f'RESILIENCE["REDIS"] names {name}={file!r}, which is not a file.', id="resilience.E001")
+            for name, file in tls_files(redis_setting)
+            if not os.path.isfile(file)
+        ]
+    else:
         caches = getattr(settings, "CACHES", {})
         if redis_setting not in caches:
             messages.append(

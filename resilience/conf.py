@@ -6,7 +6,6 @@ built from it (breakers, stores, metrics sinks).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -77,17 +76,6 @@ def _redis(value: Any, path: str) -> None:
             shown = redacted(value)
             rules = "a lower-case scheme, a password percent-encoded"
             raise ConfigurationError(f"{path} must be {form} ({rules}), got {shown!r}") from None
-        for name, file in _tls_files(value):
-            if not os.path.isfile(file):
-                raise ConfigurationError(f"{path} names {name}={file!r}, which is not a file")
-
-
-def _tls_files(url: str) -> list[tuple[str, str]]:
-    """The certificate and key files a URL's query names (``ssl_ca_certs`` and the like)."""
-    from urllib.parse import parse_qsl
-
-    query = url.partition("?")[2]
-    return [(name, file) for name, file in parse_qsl(query) if name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")]
 
 
 def _key_prefix(value: Any, path: str) -> None:

@@ -29,7 +29,7 @@ from resilience.exceptions import StoreUnavailableError
 from resilience.observability import events
 from resilience.storage.keys import digest
 from resilience.storage.memory.breaker import MemoryBreakerStore
-from resilience.storage.redis.cluster import by_node, refresh_slots, reset_after_fork
+from resilience.storage.redis.cluster import by_node, know_node, refresh_slots, reset_after_fork
 from resilience.storage.redis.health import REDIS_ERRORS, StoreHealth
 from resilience.storage.redis.scripts import BreakerArgs, BreakerKeys, NamesAddArgs, NamesAddKeys, breaker_scripts, names_add
 
@@ -90,7 +90,7 @@ class RedisBreakerStore(BreakerStore):
         self._adopt_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pubsub: Any = None  # the sync thread's subscription: close() cuts its socket to wake the thread
+        self._wake_socket: Any = None  # the sync thread's subscription socket: close() shuts it to wake the thread
         self._process = f"{socket.gethostname()}:{os.getpid()}"
         _STORES.add(self)
         self._start()
@@ -275,6 +275,7 @@ class RedisBreakerStore(BreakerStore):
             if index and isinstance(result, redis.exceptions.AskError):
                 # the row's slot is migrating (ASK) or has moved (MOVED) off this node: the cluster client
                 # follows it (and learns a move). Read after TIME: at least as new as ``read_at`` says.
+                know_node(self._client, result.host, result.port)
                 results[index] = self._client.hmget(self._keys(names[index - 1]).state, *fields)
             elif isinstance(result, Exception):
                 raise result
@@ -303,6 +304,7 @@ class RedisBreakerStore(BreakerStore):
                 self._scripts["view"](self._keys(name), self._args(name, None), client=pipe)
             for name, reply in zip(group, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, redis.exceptions.AskError):  # its slot migrates or moved: as in _read
+                    know_node(self._client, reply.host, reply.port)
                     reply = self._scripts["view"](self._keys(name), self._args(name, None))
                 elif isinstance(reply, Exception):
                     raise reply
@@ -334,8 +336,11 @@ class RedisBreakerStore(BreakerStore):
         while not self._stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self._channel)
+                    # this socket object, not the connection: once the pubsub closes, the connection
+                    # goes back to the pool and may carry another socket, someone else's
+                    self._wake_socket = getattr(pubsub.connection, "_sock", None)
                     next_poll = 0.0
                 wait = max(next_poll - time.monotonic(), 0.0)
                 message = pubsub.get_message(timeout=min(wait, 0.25)) if wait else None
@@ -365,13 +370,14 @@ class RedisBreakerStore(BreakerStore):
 
     def _restart_after_fork(self) -> None:
         self._process = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake_socket = None  # the parent's: shutting it down would end the parent's subscription
         reset_after_fork(self._client)
         self._start()
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            _wake(self._pubsub)
+            _wake(self._wake_socket)
             self._thread.join(timeout=2)
         _STORES.discard(self)
 
@@ -380,10 +386,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _wake(pubsub: Any) -> None:
+def _wake(sock: Any) -> None:
     """End the sync thread's wait for a notice at once (it waits up to 0.25 s otherwise): shutting
-    the subscription's socket down makes the pending read return, from any thread."""
-    sock = getattr(getattr(pubsub, "connection", None), "_sock", None)
+    the subscription's socket down makes the pending read return, from any thread. A socket closed
+    since has no descriptor: the shutdown fails quietly."""
     if sock is not None:
         _quietly(lambda: sock.shutdown(socket.SHUT_RDWR))
 

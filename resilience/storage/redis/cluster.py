@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.cluster import ClusterNode, RedisCluster, key_slot
+from redis.cluster import PRIMARY, ClusterNode, RedisCluster, key_slot
 from redis.commands.core import Script
 from redis.connection import Encoder
 from redis.exceptions import RedisClusterException, RedisError
@@ -37,7 +37,7 @@ def seeds(setting: str) -> tuple[str, list[tuple[str, int]]]:
     scheme = scheme.removesuffix("+cluster")
     rest, _, query = rest.partition("?")
     credentials, at, tail = rest.rpartition("@")
-    if "," in credentials:  # u:p@h1,u2:p2@h2 would log in as "u" with the password "p@h1,u2:p2"
+    if "," in credentials and "@" in credentials:  # u:p@h1,u2:p2@h2: user "u", password "p@h1,u2:p2"
         raise ValueError("the credentials come once, before the first node")
     hosts, _, path = tail.partition("/")
     if path not in ("", "0"):
@@ -94,7 +94,34 @@ class ClusterClient:
             self._cluster.close()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.cluster, name)
+        value = getattr(self.cluster, name)
+        return _redirect_safe(value) if callable(value) else value
+
+
+def _redirect_safe(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` raising a Redis error where redis-py fails to follow an ``ASK`` to a node its slot
+    map lacks (a primary just added and resharded onto: ``None.redis_connection``), so the stores
+    treat it as the outage it is for them, by their fail modes, and never let it reach a caller."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except AttributeError as exc:
+            raise RedisClusterException(f"redis-py could not follow a redirect: {exc}") from exc
+
+    return call
+
+
+def know_node(client: Any, host: str, port: int) -> Any:
+    """The cluster node at ``host:port``, added to the client's nodes when its slot map lacks it (a
+    primary added to the cluster serves no slot until a reshard ends), so redirects there work."""
+    node = client.get_node(host=host, port=port)
+    if node is None:
+        node = ClusterNode(host, port, server_type=PRIMARY)
+        client.nodes_manager.create_redis_connections([node])
+        node = client.nodes_manager.nodes_cache.setdefault(node.name, node)
+    return node
 
 
 def connect_cluster(setting: str, options: dict[str, Any]) -> ClusterClient:
@@ -178,6 +205,8 @@ def refresh_slots(client: Any) -> None:
     if time.monotonic() - refresh.last < REFRESH_EVERY or not refresh.lock.acquire(blocking=False):
         return  # read a moment ago, or being read by another thread now
     try:
+        if time.monotonic() - refresh.last < REFRESH_EVERY:
+            return  # another thread read it between our look and our lock
         client.nodes_manager.initialize()
     except Exception:  # noqa: BLE001 - no node answers yet: a failure after REFRESH_EVERY tries again
         pass

@@ -30,7 +30,7 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
-from resilience.storage.redis.cluster import is_cluster, refresh_slots, slot_of
+from resilience.storage.redis.cluster import is_cluster, know_node, refresh_slots, slot_of
 
 _forks = 0  # bumped in a forked child: connections inherited from the parent are never used there
 
@@ -65,6 +65,7 @@ class FastScript:
         self._nodes: dict[str, tuple[Callable[[], AbstractConnection], deque[AbstractConnection]]] = {}  # by node name
         self._by_slot: dict[int, tuple[Callable[[], AbstractConnection], deque[AbstractConnection]]] = {}
         self._slots_seen: Any = None  # the cluster client's slot map the routes were read from
+        self._ask_safe: dict[str, bool] = {}  # per node: whether an ASK means none of a call's keys is left behind
         self._forks = _forks
 
     def __call__(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
@@ -171,13 +172,11 @@ class FastScript:
         so it holds none of them, and it creates no key of a migrating slot (it sends the writes here).
         So with ``absent`` known, each key is first created here as ``absent`` (``SET NX``: never over
         a key that moved), for a second: the script reads it as it reads a missing key."""
-        client: Any = self._client
-        node = client.get_node(host=ask.host, port=ask.port)
-        if node is None:  # a node the slot map does not list yet: the cluster client's way
-            return self._through_client(keys, args)
-        for _ in range(2):  # the second time after loading the script on every primary
-            pipe = client.get_redis_connection(node).pipeline(transaction=False)
-            if self._absent is not None and len(keys) > 1:
+        name, connection = self._importing(ask)
+        placeholders = self._absent is not None and len(keys) > 1 and self._holds_none_on_ask(name, connection)
+        for _ in range(2):  # the second time after loading the script on that node
+            pipe = connection.pipeline(transaction=False)
+            if placeholders:
                 for key in keys:
                     pipe.execute_command("ASKING")
                     pipe.set(key, self._absent, px=1000, nx=True)
@@ -186,10 +185,29 @@ class FastScript:
             reply = pipe.execute(raise_on_error=False)[-1]
             if not isinstance(reply, redis.exceptions.NoScriptError):
                 break
-            client.script_load(self._source)
+            connection.script_load(self._source)
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    def _importing(self, ask: redis.exceptions.AskError) -> tuple[str, Any]:
+        """The name and client of the node ``ask`` names, a primary just added to the cluster too
+        (``add-node``, then a reshard onto it: the slot map does not list it yet)."""
+        node = know_node(self._client, ask.host, ask.port)
+        return node.name, self._client.get_redis_connection(node)  # type: ignore[attr-defined]
+
+    def _holds_none_on_ask(self, name: str, connection: Any) -> bool:
+        """Whether an ``ASK`` from the migrating node means it holds none of a call's keys: Redis 7.0
+        and later (redis/redis#9526). Before, it answered ``ASK`` when any key was missing, so a key
+        written here as ``absent`` could stand beside its real value, still on the other node: there the
+        call keeps its ``TRYAGAIN`` (the fail mode decides). Asked once per node (the importing node's
+        version; a cluster's nodes run one version but during an upgrade)."""
+        safe = self._ask_safe.get(name)
+        if safe is None:
+            version = str(connection.info("server").get("redis_version", "0"))
+            major = version.split(".")[0]
+            safe = self._ask_safe[name] = major.isdigit() and int(major) >= 7
+        return safe
 
     def _route(self, key: str) -> tuple[Callable[[], AbstractConnection], deque[AbstractConnection]] | None:
         """The (factory, idle stack) of ``key``'s node, remembered per slot until the client reads its

@@ -12,7 +12,6 @@ import re
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 URL_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
-SSL_CERT_REQS = ("none", "optional", "required")
 
 
 def is_url(setting: str) -> bool:
@@ -33,22 +32,43 @@ def check_url(setting: str) -> None:
     wrong type. Messages must not chain the error: urllib's quote parts of the URL."""
     from urllib.parse import urlsplit
 
-    from redis.connection import parse_url
+    import redis
 
     from resilience.storage.redis.cluster import seeds
 
     if not setting.startswith(URL_SCHEMES):
         raise ValueError("the scheme is in lower case")  # as redis-py reads it
     url = seeds(setting)[0] if is_cluster_url(setting) else setting
-    options = parse_url(url)
-    if str(options.get("ssl_cert_reqs", "required")).lower() not in SSL_CERT_REQS:
-        raise ValueError("ssl_cert_reqs is none, optional or required")  # redis-py: a RedisError at each connect
-    path = urlsplit(url).path
-    if not url.startswith("unix://") and path not in ("", "/") and not path[1:].isdigit():
+    pool = redis.ConnectionPool.from_url(url)  # parses as redis-py does; opens no connection
+    try:  # its arguments as the connection takes them, still without connecting
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, redis.RedisError) as error:  # an argument it has not, or of no allowed value
+        raise ValueError(str(error)) from None
+    path = urlsplit(url).path.strip("/")
+    if not url.startswith("unix://") and path and not path.isdigit():
         raise ValueError("the database is a number")
 
 
-SECRET_ARGUMENT = re.compile(r"[?&][^=&?#]*(?:pass|token|secret|auth|credential)[^=&?#]*=", re.IGNORECASE)
+def tls_files(url: str) -> list[tuple[str, str]]:
+    """The certificate and key files a URL's query names (``ssl_ca_certs`` and the like)."""
+    from urllib.parse import parse_qsl
+
+    query = url.partition("?")[2]
+    return [(name, file) for name, file in parse_qsl(query) if name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")]
+
+
+QUERY_ARGUMENT = re.compile(r"[?&]([^=&?#]*)=")
+SECRET_WORDS = ("pass", "token", "secret", "auth", "credential")
+
+
+def _first_secret(text: str) -> re.Match[str] | None:
+    """The first query argument whose name (percent-decoded, as redis-py reads it) looks secret."""
+    from urllib.parse import unquote
+
+    for match in QUERY_ARGUMENT.finditer(text):
+        if any(word in unquote(match.group(1)).lower() for word in SECRET_WORDS):
+            return match
+    return None
 
 
 def redacted(setting: str) -> str:
@@ -62,7 +82,7 @@ def redacted(setting: str) -> str:
     if not sep:
         scheme, rest = "", setting
     at = rest.rfind("@")
-    secret = SECRET_ARGUMENT.search(rest)
+    secret = _first_secret(rest)
     if secret and at > secret.start():
         return f"{scheme}{sep}***"
     if secret:

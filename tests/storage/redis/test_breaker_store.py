@@ -233,7 +233,7 @@ def test_a_poll_answered_after_a_trip_does_not_put_the_old_generation_back(store
 
 def test_closing_a_store_ends_its_sync_thread_waiting_for_a_notice_without_reporting_an_outage(key_prefix, events):
     s = RedisBreakerStore(client(), prefix=key_prefix, sync_interval=5)  # it polls once, then waits on notices
-    wait_for(lambda: s._pubsub is not None and s._pubsub.subscribed)
+    wait_for(lambda: s._wake_socket is not None)  # subscribed: waiting for a notice
     thread = s._thread
     s.close()  # cuts the subscription's socket: the thread's wait ends now, not at its next timeout
     assert thread is not None and not thread.is_alive()

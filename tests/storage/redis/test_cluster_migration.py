@@ -484,3 +484,70 @@ def test_a_breaker_trips_and_probes_while_its_slot_is_halfway_migrated(redis_clu
     assert events == []  # no store_unavailable: nothing was decided locally
     assert at_source["TRYAGAIN"] == 0 and at_target["TRYAGAIN"] == 0  # no call of the breakers was refused
     assert at_source["ASK"] > 0 and at_target["ASKING commands"] > 0  # the records on the target were reached that way
+
+
+def _add_primary(cluster: LocalRedisCluster) -> ClusterNodeServer:
+    """A new empty primary joined to the cluster (``redis-cli --cluster add-node``): it serves no slot,
+    so the clients' slot maps (``CLUSTER SLOTS``) do not list it. Killed with the cluster."""
+    import shutil
+    import subprocess
+
+    node = cluster.make_node()
+    cluster.nodes.append(node)
+    node.start()
+    cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    seed = cluster.running()[0]
+    subprocess.run(
+        [cli, "--cluster", "add-node", f"127.0.0.1:{node.port}", f"127.0.0.1:{seed.port}"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
+    )  # fmt: skip
+    known = len(cluster.running())
+    def joined(n: ClusterNodeServer) -> bool:
+        info = n.client().cluster("info")
+        return int(info["cluster_known_nodes"]) == known and info["cluster_state"] == "ok"
+
+    wait_for(lambda: all(joined(n) for n in cluster.running()), timeout=15)
+    return node
+
+
+@pytest.mark.timeout(60)
+def test_a_slot_resharded_onto_a_newly_added_primary_costs_no_exception(fresh_redis_cluster):
+    """Scaling out: a primary added with ``add-node`` and a reshard onto it. Until the reshard ends the
+    slot map lacks the new node, where redis-py cannot follow an ``ASK`` (an ``AttributeError`` from
+    inside it). Rate-limit decisions reach it anyway (stacked ones too), a breaker's record there is
+    read and made, and what redis-py cannot follow is a store outage (the fail mode), never an exception."""
+    cluster, prefix = fresh_redis_cluster, f"add-{uuid.uuid4().hex[:8]}"
+    limits = [Limit(f"{prefix}:rl2:{{rl}}:{name}", 1000, 86_400.0, 1000) for name in ("a", "b")]
+    source = cluster.primary_of(limits[0].key)
+    name = _breaker_on(cluster, prefix, source.port, 0)
+    state_key = f"{prefix}:breaker:{{{digest(name, 20)}}}"
+    events: list[Event] = []
+    client = connect(cluster.url, 0.5)
+    limiter_store = RedisRateLimitStore(client)
+    store = RedisBreakerStore(client, prefix=prefix, sync_interval=60, emit=events.append)
+    try:
+        store.register(name)
+        assert limiter_store.hit(limits).allowed  # the keys exist, on the source
+        new = _add_primary(cluster)
+        assert client.get_node(host="127.0.0.1", port=new.port) is None  # the slot map does not list it
+        migrations = [SlotMigration(cluster, slot(key), source, new) for key in (limits[0].key, state_key)]
+        for migration in migrations:
+            migration.begin()
+        migrations[0].migrate([limit.key for limit in limits])  # the decision's keys on the new node
+        migrations[1].migrate([state_key])  # the breaker's record too
+        fresh = [Limit(f"{prefix}:rl2:{{rl}}:{n}", 1000, 86_400.0, 1000) for n in ("c", "d")]
+        decided = [limiter_store.hit(limits).allowed, limiter_store.hit(fresh).allowed]  # moved keys; new keys
+        store.refresh({name})  # its record, read on the new node
+        other = _breaker_on(cluster, prefix, source.port, int(name.removeprefix("dep-")) + 1)
+        store.register(other)  # a record made during the reshard
+        try:
+            store.trip(name, BreakerConfig(), store.view(name).gen)  # through redis-py, which may not follow: an outage then
+        except Exception as exc:  # noqa: BLE001 - reported below
+            raise AssertionError(f"the trip raised {exc!r}") from exc
+        for migration in migrations:
+            migration.finish()
+        after = limiter_store.hit(limits).allowed
+    finally:
+        store.close()
+    assert decided == [True, True] and after
+    assert {e.kind for e in events} <= {"store_unavailable", "store_recovered"}

@@ -6,6 +6,8 @@ checks, then every request was a 500 and the logs quoted the token up to its ``/
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from django.conf import settings as django_settings
 from django.core.checks import run_checks
@@ -37,6 +39,9 @@ BAD_URLS = [
     pytest.param("redis://127.0.0.1:6379/0?socket_timeout=abc", id="server, a query value of the wrong type"),
     pytest.param("redis://127.0.0.1:6379/abc", id="server, a database that is no number"),
     pytest.param("rediss://127.0.0.1:6380/0?ssl_cert_reqs=bogus", id="server, ssl_cert_reqs not a level"),
+    pytest.param("rediss://127.0.0.1:6380/0?ssl_cert_reqs=REQUIRED", id="server, ssl_cert_reqs in capitals"),
+    pytest.param("redis://127.0.0.1:6379/0?ssl_cert_reqs=none", id="server, a TLS argument on a plain URL"),
+    pytest.param("redis+cluster://127.0.0.1:7000/0?nonsense_arg=1", id="cluster, an argument redis-py does not take"),
     pytest.param(f"rediss+cluster://u:{TOKEN}@127.0.0.1:7000,u2:{TOKEN}@127.0.0.1:7001/0", id="cluster, credentials per node"),
 ]
 
@@ -57,10 +62,21 @@ def test_a_url_that_would_give_no_client_is_a_configuration_error_at_first_use_w
     assert error.value.__cause__ is None and error.value.__suppress_context__  # urllib's message is not chained
 
 
-def test_a_percent_encoded_token_is_a_valid_cluster_url(settings):
-    from urllib.parse import quote
-
-    assert resilience_messages(settings, f"rediss+cluster://:{quote(TOKEN, safe='')}@127.0.0.1:41011,127.0.0.1:41012/0") == []
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://127.0.0.1:6379/",
+        "redis://[::1]:6379/0",
+        "unix:///tmp/redis.sock?db=1",
+        "rediss://127.0.0.1:6380?ssl_cert_reqs=none&health_check_interval=10",
+        "rediss+cluster://clustercfg.sessions.abc123.euw1.cache.amazonaws.com:6379",
+        "redis+cluster://:pa,ss@127.0.0.1:7000,127.0.0.1:7001/0",  # a ',' in a password, no '@' after it
+        f"rediss+cluster://:{quote(TOKEN, safe='')}@127.0.0.1:41011,127.0.0.1:41012/0",
+    ],
+)
+def test_urls_users_write_pass_the_checks(settings, url):
+    assert resilience_messages(settings, url) == []
 
 
 def test_the_query_is_shown_up_to_its_first_secret_argument():
@@ -70,6 +86,9 @@ def test_the_query_is_shown_up_to_its_first_secret_argument():
     assert (
         redacted(f"rediss+cluster://app:{TOKEN}@node:6379/0?Auth_Token=x&y") == "rediss+cluster://***@node:6379/0?Auth_Token=***"
     )
+    assert (
+        redacted(f"rediss://127.0.0.1:6380/0?%70assword={plain}") == "rediss://127.0.0.1:6380/0?%70assword=***"
+    )  # redis-py decodes it
     # an '@' after a secret argument: in its value, or in a password holding '?token=': all is hidden
     assert redacted(f"rediss://127.0.0.1:6380/0?password={TOKEN}") == "rediss://***"
     assert redacted("rediss://:pw?token=x@host:6380/0") == "rediss://***"
@@ -110,6 +129,9 @@ def test_a_certificate_file_that_does_not_exist_is_e001_naming_it(settings, tmp_
     messages = resilience_messages(settings, f"rediss+cluster://127.0.0.1:7000/0?ssl_ca_certs={missing}")
     assert [m.split(" ", 1)[0] for m in messages] == ["resilience.E001"]
     assert f"ssl_ca_certs={str(missing)!r}, which is not a file" in messages[0]
+    from resilience.conf import resilience_settings
+
+    assert resilience_settings.problems() == []  # a fact of this machine, not of the setting: the settings load
     missing.write_text("-----BEGIN CERTIFICATE-----\n")
     assert resilience_messages(settings, f"rediss+cluster://127.0.0.1:7000/0?ssl_ca_certs={missing}") == []
 
