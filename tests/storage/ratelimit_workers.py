@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from typing import Any
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def run_race(redis_url: str, limit_sets: list[Any], processes: int = 8, threads: int = 4, tries: int = 40) -> int:
+    """``processes`` spawned workers of ``threads`` threads, ``tries`` decisions each, released at
+    once by a barrier: how many were admitted in all (one server or ``redis+cluster://``)."""
+    barrier, results = SPAWN.Barrier(processes), SPAWN.Queue()
+    procs = [
+        SPAWN.Process(target=race, args=(redis_url, limit_sets, barrier, results, threads, tries), daemon=True)
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        return sum(results.get(timeout=90) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(10)
+            p.kill()
 
 
 def race(redis_url: str, limits: list[tuple[Any, ...]], barrier: Any, results: Any, threads: int, tries: int) -> None:

@@ -1,7 +1,5 @@
 """The two GCRA engines: exact under racing processes, all or nothing, TTL on every key."""
 
-import multiprocessing
-
 import pytest
 import redis
 from django.conf import settings
@@ -12,7 +10,6 @@ from resilience.storage.redis.ratelimit import RedisRateLimitStore
 
 from . import ratelimit_workers
 
-SPAWN = multiprocessing.get_context("spawn")
 HOUR = 3600.0
 
 
@@ -21,36 +18,18 @@ def store():
     return RedisRateLimitStore(redis.Redis.from_url(settings.TEST_REDIS_URL))
 
 
-def race(limit_sets, processes=8, threads=4, tries=40):
-    barrier, results = SPAWN.Barrier(processes), SPAWN.Queue()
-    procs = [
-        SPAWN.Process(
-            target=ratelimit_workers.race,
-            args=(settings.TEST_REDIS_URL, limit_sets, barrier, results, threads, tries),
-            daemon=True,
-        )
-        for _ in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        return sum(results.get(timeout=60) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(10)
-            p.kill()
-
-
 def test_eight_processes_of_four_threads_racing_for_one_key_admit_exactly_the_limit(key_prefix):
     limit = (f"{key_prefix}:{{rl}}:one", 50, HOUR, 50)
-    assert race([[limit]]) == 50  # 1,280 attempts in all
+    assert ratelimit_workers.run_race(settings.TEST_REDIS_URL, [[limit]]) == 50  # 1,280 attempts in all
 
 
 def test_stacked_ip_and_tenant_limits_admit_exactly_the_tighter_total(key_prefix, test_redis):
     tenant = (f"{key_prefix}:{{rl}}:tenant", 40, HOUR, 40)
     ip_a = (f"{key_prefix}:{{rl}}:ip-a", 15, HOUR, 15)
     ip_b = (f"{key_prefix}:{{rl}}:ip-b", 15, HOUR, 15)
-    assert race([[ip_a, tenant], [ip_b, tenant]]) == 30  # both IPs full; the tenant saw only admitted requests
+    assert (
+        ratelimit_workers.run_race(settings.TEST_REDIS_URL, [[ip_a, tenant], [ip_b, tenant]]) == 30
+    )  # both IPs full; the tenant saw only admitted requests
     last = RedisRateLimitStore(test_redis).hit([Limit(*tenant)])
     assert last.states[0].remaining == 9  # 40 - 30 admitted - this request's own cost of 1
 

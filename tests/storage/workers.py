@@ -102,3 +102,37 @@ def rejection_delays(resilience: dict[str, Any], count: int) -> list[tuple[str, 
 
 def _refused() -> None:
     raise ConnectionError("the dependency is down")
+
+
+def half_open_outcomes(resilience: dict[str, Any], counter_url: str, counter: str) -> tuple[int, list[str]]:
+    """Trip the ``probed`` breaker here, then let 16 callers (4 spawned processes of 4 threads) call it
+    at once after its ``open_for``: how many probes ran (counted on ``counter`` at ``counter_url``)
+    and each caller's outcome (``probed`` or ``rejected:<state>``)."""
+    import multiprocessing
+
+    import pytest
+    import redis
+
+    from resilience import circuit_breaker
+
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(17), spawn.Queue()
+    args = (resilience, barrier, results, counter_url, counter, 4)
+    procs = [spawn.Process(target=half_open_callers, args=args, daemon=True) for _ in range(4)]
+    for p in procs:
+        p.start()
+    try:
+        breaker = circuit_breaker("probed")
+        with pytest.raises(ConnectionError):
+            breaker.call(_refused)
+        assert breaker.state == "open"
+        open_until = breaker.breaker.view().open_until
+        while time.time() <= open_until + 0.05:  # open_for elapsed: the next calls are probes
+            time.sleep(0.01)
+        barrier.wait(60)
+        outcomes = [results.get(timeout=15) for _ in range(16)]
+    finally:
+        for p in procs:
+            p.join(5)
+            p.kill()
+    return int(redis.Redis.from_url(counter_url).get(counter) or 0), outcomes

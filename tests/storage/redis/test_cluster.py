@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-import redis
 from redis.cluster import RedisCluster
 
 from resilience import circuit_breaker
@@ -24,7 +23,6 @@ from tests.storage.redis.cluster import CommandLog, slot
 from tests.storage.redis.scenarios import assert_a_breaker_is_shared_between_two_stores
 from tests.waiting import wait_for
 
-SPAWN = multiprocessing.get_context("spawn")
 HOUR = 3600.0
 
 
@@ -191,30 +189,14 @@ def test_a_breaker_opened_through_one_cluster_client_rejects_in_another_within_o
     assert_a_breaker_is_shared_between_two_stores(lambda: connect(redis_cluster.url, 2.0), prefix)
 
 
-def _race(url, limit_sets, processes=8, threads=4, tries=40):
-    barrier, results = SPAWN.Barrier(processes), SPAWN.Queue()
-    procs = [
-        SPAWN.Process(target=ratelimit_workers.race, args=(url, limit_sets, barrier, results, threads, tries), daemon=True)
-        for _ in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        return sum(results.get(timeout=90) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(10)
-            p.kill()
-
-
 def test_eight_processes_of_four_threads_on_the_cluster_admit_exactly_the_stacked_limits(redis_cluster, client, prefix):
     tenant = (f"{prefix}:{{rl}}:tenant", 40, HOUR, 40)
     ip_a = (f"{prefix}:{{rl}}:ip-a", 15, HOUR, 15)
     ip_b = (f"{prefix}:{{rl}}:ip-b", 15, HOUR, 15)
-    assert _race(redis_cluster.url, [[ip_a, tenant], [ip_b, tenant]]) == 30  # 1,280 attempts in all
+    assert ratelimit_workers.run_race(redis_cluster.url, [[ip_a, tenant], [ip_b, tenant]]) == 30  # 1,280 attempts in all
     last = RedisRateLimitStore(client).hit([Limit(*tenant)])
     assert last.states[0].remaining == 9  # 40 - 30 admitted - this request's own cost of 1
-    assert _race(redis_cluster.url, [[(f"{prefix}:{{rl}}:one", 50, HOUR, 50)]]) == 50
+    assert ratelimit_workers.run_race(redis_cluster.url, [[(f"{prefix}:{{rl}}:one", 50, HOUR, 50)]]) == 50
 
 
 def _config(url, prefix, **breakers):
@@ -234,24 +216,8 @@ def test_sixteen_callers_in_four_processes_on_the_cluster_run_no_more_than_the_p
     settings.RESILIENCE = _config(redis_cluster.url, prefix, probed={"minimum_calls": 1, "open_for": 0.5, "half_open_calls": 3})
     counter = f"{prefix}:probes-run"
     node_url = f"redis://127.0.0.1:{redis_cluster.primary_of(counter).port}/0"  # the workers count on the counter's node
-    barrier, results = SPAWN.Barrier(17), SPAWN.Queue()
-    args = (settings.RESILIENCE, barrier, results, node_url, counter, 4)
-    procs = [SPAWN.Process(target=workers.half_open_callers, args=args, daemon=True) for _ in range(4)]
-    for p in procs:
-        p.start()
-    try:
-        breaker = circuit_breaker("probed")
-        with pytest.raises(ConnectionError):
-            breaker.call(_fail)
-        assert breaker.state == "open"
-        assert wait_for(lambda: time.time() > breaker.breaker.view().open_until + 0.05, timeout=3)
-        barrier.wait(60)
-        outcomes = [results.get(timeout=15) for _ in range(16)]
-    finally:
-        for p in procs:
-            p.join(5)
-            p.kill()
-    assert int(redis.Redis.from_url(node_url).get(counter) or 0) == 3
+    probes_run, outcomes = workers.half_open_outcomes(settings.RESILIENCE, node_url, counter)
+    assert probes_run == 3
     assert outcomes.count("probed") == 3
     assert outcomes.count("rejected:half_open") == 13
 

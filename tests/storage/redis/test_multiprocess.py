@@ -1,28 +1,15 @@
 """Several real processes share one breaker through real Redis."""
 
-import multiprocessing
-import time
-
 import pytest
-import redis
 from django.conf import settings
 
 from resilience import CircuitOpenError, circuit_breaker
 from tests.storage import workers
 from tests.waiting import wait_for
 
-SPAWN = multiprocessing.get_context("spawn")
-
 
 def config(prefix, **breakers):
     return {"REDIS": settings.TEST_REDIS_URL, "KEY_PREFIX": prefix, "SYNC_INTERVAL": 0.5, "HISTORY": False, "BREAKERS": breakers}
-
-
-def start(target, *args, count):
-    procs = [SPAWN.Process(target=target, args=args, daemon=True) for _ in range(count)]
-    for p in procs:
-        p.start()
-    return procs
 
 
 def test_four_processes_reject_within_one_second_of_another_opening_the_breaker(settings, key_prefix):
@@ -38,21 +25,7 @@ def test_four_processes_reject_within_one_second_of_another_opening_the_breaker(
 def test_sixteen_concurrent_callers_in_half_open_run_no_more_than_the_permitted_probes(settings, key_prefix):
     settings.RESILIENCE = config(key_prefix, probed={"minimum_calls": 1, "open_for": 0.5, "half_open_calls": 3})
     counter = f"{key_prefix}:probes-run"
-    barrier, results = SPAWN.Barrier(17), SPAWN.Queue()
-    procs = start(workers.half_open_callers, settings.RESILIENCE, barrier, results, settings.TEST_REDIS_URL, counter, 4, count=4)
-    try:
-        breaker = circuit_breaker("probed")
-        with pytest.raises(ConnectionError):
-            breaker.call(_fail)
-        assert breaker.state == "open"
-        time.sleep(0.6)  # open_for elapsed: the next calls are probes
-        barrier.wait(60)
-        outcomes = [results.get(timeout=15) for _ in range(16)]
-    finally:
-        for p in procs:
-            p.join(5)
-            p.kill()
-    probes_run = int(redis.Redis.from_url(settings.TEST_REDIS_URL).get(counter) or 0)
+    probes_run, outcomes = workers.half_open_outcomes(settings.RESILIENCE, settings.TEST_REDIS_URL, counter)
     print("outcomes", sorted(outcomes))
     assert probes_run == 3
     assert outcomes.count("probed") == 3
