@@ -94,23 +94,19 @@ class ClusterClient:
             self._cluster.close()
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self.cluster, name)
-        return _redirect_safe(value) if callable(value) else value
+        return getattr(self.cluster, name)
 
 
-def _redirect_safe(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` raising a Redis error where redis-py fails to follow an ``ASK`` to a node its slot
-    map lacks (a primary just added and resharded onto: ``None.redis_connection``), so the stores
-    treat it as the outage it is for them, by their fail modes, and never let it reach a caller."""
+class _Cluster(RedisCluster):  # type: ignore[misc]
+    """redis-py's cluster client, its commands raising a Redis error where redis-py fails to follow
+    an ``ASK`` to a node its slot map lacks (a primary just added and resharded onto: an
+    ``AttributeError`` on ``None``), so the stores treat it as the outage it is for them."""
 
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            return super().execute_command(*args, **kwargs)
         except AttributeError as exc:
             raise RedisClusterException(f"redis-py could not follow a redirect: {exc}") from exc
-
-    return call
 
 
 def know_node(client: Any, host: str, port: int) -> Any:
@@ -137,7 +133,7 @@ def connect_cluster(setting: str, options: dict[str, Any]) -> ClusterClient:
     retry = options.pop("retry", None)
 
     def make() -> RedisCluster:
-        return RedisCluster(
+        return _Cluster(
             url=url,
             startup_nodes=[ClusterNode(host, port) for host, port in nodes[1:]],
             retry=retry,
