@@ -62,7 +62,7 @@ class CircuitBreaker:
         self.name = name
         self.config = config
         self._store = store
-        self._view = store.view  # bound once: read on every call
+        self._view = store.view_reader()  # bound once: read on every call
         self._clock = clock
         self._emit = emit
         self._lock = threading.Lock()

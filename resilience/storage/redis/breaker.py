@@ -121,6 +121,10 @@ class RedisBreakerStore(BreakerStore):
         """The last known state: the local copy the sync thread keeps fresh (never Redis)."""
         return self._local.view(name)
 
+    def view_reader(self) -> Callable[[str], StateView]:
+        """The local copy's own ``view``, unless a subclass reads another way."""
+        return self._local.view if type(self).view is RedisBreakerStore.view else self.view
+
     def now(self) -> float:
         return self._clock.wall()
 
