@@ -8,7 +8,11 @@ connections, ``CONN_MAX_AGE`` 60 in all three), driven by ``wrk`` over 127.0.0.1
   (``TENANT_RESOLVER`` reads ``X-Tenant``), and the ``resilience.backends.postgresql`` ENGINE, whose
   closed breaker ``postgres:default`` guards the statement (which runs with ``statement_timeout``
   set from the deadline: one more round trip);
-- ``drf``: DRF's own ``AnonRateThrottle`` and a tenant ``SimpleRateThrottle`` on django-redis.
+- ``drf``: DRF's own ``AnonRateThrottle`` and a tenant ``SimpleRateThrottle`` on django-redis;
+- ``pings``: ``none`` plus a middleware making two redis-py ``PING``s per request: the floor of any
+  stack making the two Redis round trips per request that issue 12 allows (one decision before
+  authentication, one after), with none of a decision's own work. It shows what share of ``none``
+  two round trips alone leave on this machine, measured in the same run as the others.
 
 Settings are ``benchmarks/server_app`` (chosen by environment variables). Rates are huge: nothing
 is ever refused, and a run with any non-2xx answer (or socket error) is invalid (exit 1). wrk cycles
@@ -71,7 +75,7 @@ import redis  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 
-CONFIGS = ("none", "resilience", "drf")
+CONFIGS = ("none", "pings", "resilience", "drf")
 SERVER_CPU, CLIENT_CPU = "1", "0"
 WORKERS = 3  # sync workers on CPU 1
 CONNECTIONS = 6  # wrk's open connections: one request running and one queued per worker
@@ -338,6 +342,8 @@ def report(configs: dict[str, Config], rounds: int, seconds: float) -> None:
     print("\n## Targets\n")
     print(f"- {'PASS' if ours >= TARGET_NONE * none else 'FAIL'}: resilience ≥ {TARGET_NONE:.0%} of none ({ours / none:.1%})")
     print(f"- {'PASS' if ours >= TARGET_DRF * drf else 'FAIL'}: resilience ≥ {TARGET_DRF} × drf ({ours / drf:.2f}×)")
+    floor = configs["pings"].median(lambda r: r.rate)
+    print(f"\nTwo round trips alone (pings) leave {floor / none:.1%} of none; resilience reaches {ours / floor:.1%} of that floor.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 - ``BENCH_SERVER_CONFIG``: ``none`` (Django + DRF, Django's own Postgres backend), ``resilience``
   (``ResilienceMiddleware`` with a route deadline and an IP limit, ``IPRateThrottle`` and
   ``TenantRateThrottle`` on Redis, the ``resilience.backends.postgresql`` ENGINE with its breaker) or
-  ``drf`` (DRF's ``AnonRateThrottle`` and a tenant ``SimpleRateThrottle`` on django-redis);
+  ``drf`` (DRF's ``AnonRateThrottle`` and a tenant ``SimpleRateThrottle`` on django-redis) or
+  ``pings`` (``none`` plus two redis-py ``PING``s per request: ``pings.py``);
 - ``BENCH_SERVER_DB`` (the database), ``BENCH_SERVER_REDIS`` (URL), ``BENCH_SERVER_PREFIX`` (Redis keys),
   ``BENCH_SERVER_RATE`` (the throttles' rates) and ``BENCH_SERVER_ROUTE_RATE`` (the route's per-client
   rate); by default, rates nothing reaches.
@@ -17,8 +18,8 @@ import os
 from typing import Any
 
 CONFIG = os.environ.get("BENCH_SERVER_CONFIG", "none")
-if CONFIG not in ("none", "resilience", "drf"):
-    raise RuntimeError(f"BENCH_SERVER_CONFIG must be none, resilience or drf, not {CONFIG!r}")
+if CONFIG not in ("none", "pings", "resilience", "drf"):
+    raise RuntimeError(f"BENCH_SERVER_CONFIG must be none, pings, resilience or drf, not {CONFIG!r}")
 REDIS_URL = os.environ.get("BENCH_SERVER_REDIS", "redis://127.0.0.1:6379/14")
 PREFIX = os.environ.get("BENCH_SERVER_PREFIX", "bench-server")
 RATE = os.environ.get("BENCH_SERVER_RATE", "9999999/h")  # per client: the path is timed, not the refusal
@@ -51,7 +52,10 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_THROTTLE_CLASSES": [],
 }
 
-if CONFIG == "resilience":
+if CONFIG == "pings":
+    BENCH_REDIS_URL = REDIS_URL
+    MIDDLEWARE.insert(1, "benchmarks.server_app.pings.TwoPings")
+elif CONFIG == "resilience":
     INSTALLED_APPS.append("resilience")
     MIDDLEWARE.insert(1, "resilience.middleware.ResilienceMiddleware")  # right after SecurityMiddleware (E010)
     DATABASES["default"]["ENGINE"] = "resilience.backends.postgresql"  # statements through the breaker
