@@ -343,7 +343,8 @@ def report(configs: dict[str, Config], rounds: int, seconds: float) -> None:
     print(f"- {'PASS' if ours >= TARGET_NONE * none else 'FAIL'}: resilience ≥ {TARGET_NONE:.0%} of none ({ours / none:.1%})")
     print(f"- {'PASS' if ours >= TARGET_DRF * drf else 'FAIL'}: resilience ≥ {TARGET_DRF} × drf ({ours / drf:.2f}×)")
     floor = configs["pings"].median(lambda r: r.rate)
-    print(f"\nTwo round trips alone (pings) leave {floor / none:.1%} of none; resilience reaches {ours / floor:.1%} of that floor.")
+    print(f"\nTwo round trips alone (pings) leave {floor / none:.1%} of none; "
+          f"resilience reaches {ours / floor:.1%} of that floor.")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
