@@ -17,8 +17,8 @@ iterations; the difference over ``n`` is the table's figure (start-up, imports a
 
     python benchmarks/instructions.py [--quick] [--redis redis://127.0.0.1:6379/14]
 
-``--quick``: the breaker case only, few calls (CI: it still runs). Without valgrind it says so and
-exits 0: it is a breakdown, not a target.
+``--quick``: the breaker case only, few calls (about 20 s). Not run in CI, for valgrind's slowdown.
+Without valgrind it says so and exits 0: it is a breakdown, not a target.
 """
 
 from __future__ import annotations
