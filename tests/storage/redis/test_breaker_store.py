@@ -217,6 +217,36 @@ def test_view_is_the_stores_method_reading_the_local_copy(store):
     assert store.view("viewed").state.value == "forced_open"
 
 
+def test_a_breaker_reads_the_local_copy_directly_and_sees_a_forced_open_from_another_store(store, key_prefix):
+    breaker = CircuitBreaker("read-direct", CONFIG, store)
+    assert store.view_reader() == store._local.view  # the closed path's read: one frame, not two
+    other = RedisBreakerStore(client(), prefix=key_prefix, sync_interval=0.1)
+    try:
+        other.register("read-direct")
+        other.manual("read-direct", "force_open")
+        wait_for(lambda: breaker.state == "forced_open")
+    finally:
+        other.close()
+
+
+def test_a_store_subclass_that_overrides_view_is_what_its_breakers_read(key_prefix):
+    class Audited(RedisBreakerStore):
+        reads = 0
+
+        def view(self, name):
+            Audited.reads += 1
+            return super().view(name)
+
+    audited = Audited(client(), prefix=key_prefix, sync_interval=0.1)
+    try:
+        breaker = CircuitBreaker("audited", CONFIG, audited)
+        before = Audited.reads
+        assert breaker.call(lambda: 7) == 7
+        assert Audited.reads - before == 2  # admission and the count: both through the override
+    finally:
+        audited.close()
+
+
 def test_a_poll_answered_after_a_trip_does_not_put_the_old_generation_back(store):
     """The sync thread's read was sent before this process's trip and answered after it: the local
     copy keeps the trip (before, it went back to the closed generation until the next poll)."""
