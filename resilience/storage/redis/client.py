@@ -25,8 +25,7 @@ from redis.retry import Retry
 from resilience.conf import on_reload, resilience_settings
 from resilience.exceptions import ConfigurationError
 from resilience.storage.redis.cluster import connect_cluster
-from resilience.storage.redis.urls import check_url, is_cluster_url, is_url
-from resilience.storage.redis.urls import redacted as redacted  # its home is urls.py; importable from here too
+from resilience.storage.redis.urls import check_url, is_cluster_url, is_url, redacted
 
 
 def connect(setting: str, timeout: float) -> redis.Redis:
