@@ -88,6 +88,7 @@ def _row(event: Event) -> Any:
 
 
 def _writer() -> None:
+    from resilience.integrations.postgres.guards import unguarded
     from resilience.models import CircuitEvent
 
     while True:
@@ -105,7 +106,8 @@ def _writer() -> None:
         try:
             if events:
                 close_old_connections()
-                CircuitEvent.objects.bulk_create([_row(event) for event in events])
+                with unguarded():  # a forced-open postgres:<alias> must not refuse the row that records it
+                    CircuitEvent.objects.bulk_create([_row(event) for event in events])
         except Exception as exc:  # noqa: BLE001 - history must never break anything
             emit(Event("history", "write_failed", "CircuitEvent", {"count": len(events), "error": type(exc).__name__}))
         finally:

@@ -116,3 +116,26 @@ def test_a_write_the_database_refuses_is_a_history_write_failed_event(recording,
     failed = [e for e in events if (e.area, e.kind) == ("history", "write_failed")]
     assert [(e.name, e.fields["count"]) for e in failed] == [("CircuitEvent", 1)]
     assert failed[0].fields["error"] == "ProgrammingError"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forcing_the_databases_own_breaker_open_is_recorded_and_counts_nothing_against_it(recording, events):
+    """The history row goes to the database whose breaker was just forced open: the library's own
+    bookkeeping skips that breaker (before, the write was refused: history write_failed CircuitOpenError)."""
+    from resilience.integrations.postgres.guards import breaker_for
+
+    handle = breaker_for("default")
+    before = handle.breaker.call_totals()
+    handle.force_open(actor="manage.py:ops")
+    try:
+        history.flush()  # the writer's INSERT while the breaker refuses everyone else's statements
+        assert handle.breaker.call_totals() == before  # not one of its calls
+    finally:
+        handle.reset(actor="manage.py:ops")
+    history.flush()
+    rows = list(CircuitEvent.objects.order_by("id").values_list("breaker", "old_state", "new_state", "actor"))
+    assert rows == [
+        ("postgres:default", "closed", "forced_open", "manage.py:ops"),
+        ("postgres:default", "forced_open", "closed", "manage.py:ops"),
+    ]
+    assert not [e for e in events if (e.area, e.kind) == ("history", "write_failed")]

@@ -32,8 +32,10 @@ block re-run on serialization failure or deadlock) in ``transactions``, ``Replic
 
 from __future__ import annotations
 
+import contextvars
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, DataError, IntegrityError, NotSupportedError, ProgrammingError
@@ -60,6 +62,23 @@ OPEN = ("open", "forced_open")
 
 
 _breakers: dict[str, BreakerHandle] = {}
+_unguarded: contextvars.ContextVar[bool] = contextvars.ContextVar("resilience_postgres_unguarded", default=False)
+
+
+@contextmanager
+def unguarded() -> Iterator[None]:
+    """The library's own bookkeeping (the breaker history's writes): its statements and connects skip
+    the alias breakers, neither refused by them nor counted. Else forcing ``postgres:default`` open
+    would refuse the very row that records it. Deadlines and safe retries still apply."""
+    token = _unguarded.set(True)
+    try:
+        yield
+    finally:
+        _unguarded.reset(token)
+
+
+def _direct(fn: Callable[[], T]) -> T:
+    return fn()
 
 
 def breaker_for(alias: str) -> BreakerHandle:
@@ -165,7 +184,7 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
             if watch is not None:
                 watchdog.disarm(watch)
 
-    breaker = breaker_for(db.alias)
+    guarded = _direct if _unguarded.get() else breaker_for(db.alias).call
 
     def attempt() -> Any:
         if progress["reconnect"]:
@@ -173,7 +192,7 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
             progress["reconnect"] = False
         progress["sent"] = False
         try:
-            return breaker.call(run)
+            return guarded(run)
         except DatabaseError as exc:
             if _lost(exc):
                 progress["reconnect"] = True
@@ -183,7 +202,7 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
 
     try:
         if in_transaction:
-            return breaker.call(run)
+            return guarded(run)
         # outside a transaction: a read is retried on a new connection when its connection was
         # lost; a write only when it was lost before the write was sent (during set_config)
         return retry("postgres").call(attempt)
@@ -210,4 +229,6 @@ def guarded_connect(connect: Callable[[Any], T], conn_params: dict[str, Any], al
         # libpq takes whole seconds (and treats 1 as 2); never wait longer than the deadline allows
         current = conn_params.get("connect_timeout")
         conn_params = {**conn_params, "connect_timeout": max(2, min(int(current or 10), int(left) + 1))}
+    if _unguarded.get():
+        return retry("postgres_connect").call(connect, conn_params)  # type: ignore[no-any-return]
     return retry("postgres_connect").call(breaker_for(alias).call, connect, conn_params)  # type: ignore[no-any-return]
