@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
-from resilience.storage.redis.client import cluster_cache, cluster_location, not_a_cache
+from resilience.storage.redis.client import cache_locations, cluster_cache, cluster_location, not_a_cache
 from resilience.storage.redis.urls import is_url, tls_files
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
@@ -83,6 +83,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="resilience.E003",
                 )
             )
+        else:
+            try:
+                cache_locations(redis_setting, caches[redis_setting].get("LOCATION"))
+            except ConfigurationError as exc:  # else every request that needs Redis would answer 500
+                messages.append(Error(f"{exc}.", hint="Percent-encode a password's / @ : characters.", id="resilience.E001"))
     return messages
 
 

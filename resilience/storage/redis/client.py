@@ -58,13 +58,30 @@ def connect(setting: str, timeout: float) -> redis.Redis:
     location = django_settings.CACHES[setting].get("LOCATION")
     if cluster_location(location):
         raise ConfigurationError(cluster_cache(setting))
-    first = (location.split(",") if isinstance(location, str) else list(location or [""]))[0].strip()
+    first = cache_locations(setting, location)[0]
     try:
         template = factory.get_connection_pool(factory.make_connection_params(first))  # no connection is opened
     except ValueError:  # as above: the message may quote the LOCATION's password
-        raise ConfigurationError(f'CACHES[{setting!r}]["LOCATION"] is not a valid Redis URL: {redacted(first)!r}') from None
+        raise ConfigurationError(_bad_location(setting, first)) from None
     kwargs = {**template.connection_kwargs, **options}
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=template.connection_class, **kwargs))
+
+
+def cache_locations(alias: str, location: Any) -> list[str]:
+    """The URLs of a django-redis cache's ``LOCATION`` (a string, comma-separated, or a list), each
+    checked as ``RESILIENCE["REDIS"]`` is (``check_url``); ``ConfigurationError``, the password hidden,
+    for the first that would give no client."""
+    urls = [u.strip() for u in (location.split(",") if isinstance(location, str) else list(location or [""]))]
+    for url in urls:
+        try:
+            check_url(url)
+        except ValueError:  # not chained: urllib's messages quote parts of the URL
+            raise ConfigurationError(_bad_location(alias, url)) from None
+    return urls
+
+
+def _bad_location(alias: str, url: str) -> str:
+    return f'CACHES[{alias!r}]["LOCATION"] is not a valid Redis URL: {redacted(url)!r}'
 
 
 def not_a_cache(caches: dict[str, Any]) -> str:

@@ -116,6 +116,39 @@ def test_a_cache_whose_location_is_a_cluster_is_e003_and_refused_at_first_use(se
         connect("cluster", 0.5)
 
 
+SERVER_BAD_URLS = [p for p in BAD_URLS if "cluster" not in p.values[0]]  # a cluster LOCATION is E003 (above)
+
+
+@pytest.mark.parametrize("url", SERVER_BAD_URLS)
+def test_a_cache_whose_location_would_give_no_client_is_e001_and_refused_at_first_use_without_the_password(settings, url):
+    """Found by a fresh-project trial: ``REDIS: "default"`` with an unencoded password in the cache's
+    ``LOCATION`` passed ``check``, then every request needing Redis answered 500."""
+    settings.CACHES = {**django_settings.CACHES, "mistyped": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}}
+    messages = resilience_messages(settings, "mistyped")
+    assert [m.split(" ", 1)[0] for m in messages] == ["resilience.E001"], messages
+    assert "CACHES['mistyped'][\"LOCATION\"] is not a valid Redis URL" in messages[0]
+    assert_no_token(messages[0])
+    with pytest.raises(ConfigurationError) as error:
+        connect("mistyped", 0.5)
+    assert_no_token(str(error.value))
+
+
+def test_a_cache_of_several_locations_is_checked_location_by_location(settings):
+    good = "redis://127.0.0.1:6379/0"
+    settings.CACHES = {
+        **django_settings.CACHES,
+        "replicas": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": [good, f"redis://:{TOKEN}@127.0.0.1:6380/0"]},
+    }
+    messages = resilience_messages(settings, "replicas")
+    assert [m.split(" ", 1)[0] for m in messages] == ["resilience.E001"], messages
+    assert_no_token(messages[0])
+    settings.CACHES = {
+        **django_settings.CACHES,
+        "replicas": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": f"{good},{good}"},
+    }
+    assert resilience_messages(settings, "replicas") == []
+
+
 @pytest.mark.parametrize("url", ["REDIS://127.0.0.1:6379/0", f"Rediss+Cluster://:{TOKEN}@127.0.0.1:7000/0"])
 def test_a_scheme_in_capitals_is_refused_as_a_url_e001_not_looked_up_as_a_cache(settings, url):
     assert is_url(url)
