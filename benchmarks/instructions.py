@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         none = counts["none"]
         rows = [[c, f"{v:,.0f}", f"{v - none:+,.0f}", f"{v / none:.2f}×"] for c, v in counts.items()]
         print(harness.table(["configuration", "instructions per request", "over none", "× none"], rows, "lrrr"))
-        print(f"\nThe stack's own work beyond two redis-py PINGs: {counts['resilience'] - counts['pings']:+,.0f}; "
+        print(f"\nThe stack's own work beyond two bare round trips: {counts['resilience'] - counts['pings']:+,.0f}; "
               f"DRF's throttles over ours: {(counts['drf'] - none) / (counts['resilience'] - none):.2f}×.")  # fmt: skip
     finally:
         harness.cleanup(client, prefix)

@@ -9,10 +9,11 @@ connections, ``CONN_MAX_AGE`` 60 in all three), driven by ``wrk`` over 127.0.0.1
   closed breaker ``postgres:default`` guards the statement (which runs with ``statement_timeout``
   set from the deadline: one more round trip);
 - ``drf``: DRF's own ``AnonRateThrottle`` and a tenant ``SimpleRateThrottle`` on django-redis;
-- ``pings``: ``none`` plus a middleware making two redis-py ``PING``s per request: the floor of any
-  stack making the two Redis round trips per request that issue 12 allows (one decision before
-  authentication, one after), with none of a decision's own work. It shows what share of ``none``
-  two round trips alone leave on this machine, measured in the same run as the others.
+- ``pings``: ``none`` plus a middleware making two bare Redis round trips per request (a ``PING``
+  written and its ``+PONG`` read on a raw socket): the floor of any stack making the two Redis round
+  trips per request that issue 12 allows (one decision before authentication, one after), with none
+  of a decision's own work and none of a client library's. It shows what share of ``none``, and what
+  multiple of ``drf``, two round trips alone leave on this machine, measured in the same run.
 
 Settings are ``benchmarks/server_app`` (chosen by environment variables). Rates are huge: nothing
 is ever refused, and a run with any non-2xx answer (or socket error) is invalid (exit 1). wrk cycles
@@ -339,12 +340,20 @@ def report(configs: dict[str, Config], rounds: int, seconds: float) -> None:
     print(harness.table(headers, rows, "lrrrrrrrrr"))
     ours = configs["resilience"].median(lambda r: r.rate)
     drf = configs["drf"].median(lambda r: r.rate)
-    print("\n## Targets\n")
-    print(f"- {'PASS' if ours >= TARGET_NONE * none else 'FAIL'}: resilience ≥ {TARGET_NONE:.0%} of none ({ours / none:.1%})")
-    print(f"- {'PASS' if ours >= TARGET_DRF * drf else 'FAIL'}: resilience ≥ {TARGET_DRF} × drf ({ours / drf:.2f}×)")
     floor = configs["pings"].median(lambda r: r.rate)
+    print("\n## Targets\n")
+    print(f"- {'PASS' if ours >= TARGET_NONE * none else 'FAIL'}: resilience ≥ {TARGET_NONE:.0%} of none ({ours / none:.1%}); "
+          f"two bare round trips reach {floor / none:.1%}{_out_of_reach(floor / none, TARGET_NONE)}")  # fmt: skip
+    print(f"- {'PASS' if ours >= TARGET_DRF * drf else 'FAIL'}: resilience ≥ {TARGET_DRF} × drf ({ours / drf:.2f}×); "
+          f"two bare round trips reach {floor / drf:.2f}×{_out_of_reach(floor / drf, TARGET_DRF)}")  # fmt: skip
     print(f"\nTwo round trips alone (pings) leave {floor / none:.1%} of none; "
           f"resilience reaches {ours / floor:.1%} of that floor.")  # fmt: skip
+
+
+def _out_of_reach(floor: float, target: float) -> str:
+    """What the two-round-trip floor says of a target in this run: no stack making the two decisions
+    the issue allows (one before authentication, one after) can do better than two bare PINGs."""
+    return " (out of reach in this run for any stack making those two round trips)" if floor < target else ""
 
 
 def main(argv: list[str] | None = None) -> int:
