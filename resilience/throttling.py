@@ -79,7 +79,7 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         if decision.allowed:  # the common case: no per-limit state is needed (DRF asks wait() of refusals only)
             self._states: list[LimitState] = []
             return True
-        names = {rule.name for rule, _ in mine}
+        names = {rule.name for rule, _ in mine if not rule.shadow}  # a shadow limit reports, never refuses
         self._states = [s for s in decision.states if s.limit.policy in names]
         return all(s.allowed for s in self._states)
 

@@ -95,6 +95,13 @@ def test_an_oversized_tenant_id_is_no_tenant_and_never_a_500(drf):
     assert codes == [200, 200, 200, 200, 429]  # the tenant limit does not apply; the scoped 4/min does
 
 
+def test_a_shadow_throttle_beside_an_enforced_one_reports_and_never_refuses(drf, settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {**RATES, "ip": {"rate": "1/min", "shadow": True}}}
+    a = APIClient(REMOTE_ADDR="198.51.100.5")
+    a.force_authenticate(User.objects.create_user("frank"), token=token("tenant-s"))
+    assert [a.get("/api/stacked/").status_code for _ in range(4)] == [200, 200, 200, 429]  # tenant: 3/min
+
+
 def test_racing_threads_are_admitted_exactly_up_to_the_limit(drf):
     results, barrier = [], threading.Barrier(32)
 

@@ -61,9 +61,27 @@ class Limiter:
             limits.append(p.limit(identity, prefix, 0 if p.looks_only else cost))
             refuse_all = refuse_all or p.refuses_all
         if refuse_all:  # a rate of 0 refuses without asking the store, and consumes nothing elsewhere
-            return self._report(RateDecision(False, tuple(_refused(limit) for limit in limits if not limit.rate)), policies)
-        decision = self.local.hit(limits) if self.redis is None else self._remote(limits, policies)
+            decision = RateDecision(False, tuple(_refused(limit) for limit in limits if not limit.rate))
+        else:
+            decision = self.local.hit(limits) if self.redis is None else self._remote(limits, policies)
+        if not decision.allowed and any(p.shadow for p, _ in policies):
+            return self._shadowed(decision, policies, prefix, cost)
         return self._report(decision, policies)
+
+    def _shadowed(self, decision: RateDecision, policies: list[tuple[RatePolicy, str]], prefix: str, cost: int) -> RateDecision:
+        """A refusal of a decision with shadow policies among its own: shadow limits report and never
+        refuse. Refused by shadow limits only, the request is decided again on the enforced ones
+        alone (a second round trip, only then); the shadow limits consume nothing, as a refused
+        request would not. Refused by an enforced limit, it is refused on that limit's terms."""
+        shadow = {p.name for p, _ in policies if p.shadow}
+        refusing = {s.limit.policy for s in decision.states if not s.allowed}
+        shadow_refusing = ",".join(p.name for p, _ in policies if p.name in refusing and p.shadow)
+        if shadow_refusing:
+            emit(Event("ratelimit", "shadow_rejected", shadow_refusing, {"retry_after": round(decision.retry_after, 3)}))
+        enforced = [(p, identity) for p, identity in policies if not p.shadow]
+        if not refusing - shadow:  # only shadow limits refuse
+            return self.hit(enforced, prefix, cost) if enforced else RateDecision(True, decision.states)
+        return self._report(RateDecision(False, tuple(s for s in decision.states if s.limit.policy not in shadow)), enforced)
 
     def _remote(self, limits: list[Limit], policies: list[tuple[RatePolicy, str]]) -> RateDecision:
         assert self.redis is not None
@@ -113,9 +131,6 @@ class Limiter:
             return decision
         refusing = {s.limit.policy for s in decision.states if not s.allowed}
         names = ",".join(p.name for p, _ in policies if p.name in refusing) or ",".join(p.name for p, _ in policies)
-        if all(p.shadow for p, _ in policies):  # counted like enforcement, so the report is what enforcing would do
-            emit(Event("ratelimit", "shadow_rejected", names, {"retry_after": round(decision.retry_after, 3)}))
-            return RateDecision(True, decision.states)
         emit(Event("ratelimit", "rejected", names, {"retry_after": round(decision.retry_after, 3)}))
         return decision
 

@@ -103,7 +103,10 @@ def policy(name: str, spec: Any, where: str, default_fail: str = "open", *, spac
     fail = values.get("fail", default_fail)
     if fail not in FAIL_MODES:
         raise ConfigurationError(f'{where} fail must be one of "open", "closed", "local", got {fail!r}')
-    return RatePolicy(name, rate, period, burst, fail, bool(values.get("shadow", False)), space)
+    shadow = values.get("shadow", False)
+    if not isinstance(shadow, bool):  # "false" would read as true
+        raise ConfigurationError(f"{where} shadow must be True or False, got {shadow!r}")
+    return RatePolicy(name, rate, period, burst, fail, shadow, space)
 
 
 @dataclass(frozen=True)
@@ -126,5 +129,5 @@ def parse_rate_limits(value: Any, path: str) -> RateLimitSettings:
         raise ConfigurationError(f'{path}["fail"] must be one of "open", "closed", "local", got {fail!r}')
     prefix = value.get("ipv6_prefix", 64)
     check_number(f'{path}["ipv6_prefix"]', prefix, 32, 128, integer=True)
-    ip = policy("ip", value["ip"], f'{path}["ip"]', fail, space="mw") if value.get("ip") else None
+    ip = policy("ip", value["ip"], f'{path}["ip"]', fail, space="mw") if value.get("ip") is not None else None
     return RateLimitSettings(fail, prefix, ip)

@@ -67,6 +67,32 @@ def test_shadow_policies_report_but_never_refuse(own_redis, caplog):
     assert any("ratelimit shadow_rejected" in r.getMessage() for r in caplog.records)
 
 
+def test_a_shadow_limit_beside_an_enforced_one_never_refuses_and_consumes_nothing_itself(own_redis, caplog):
+    """Found by a README audit: one shadow policy among enforced ones made the whole decision refuse."""
+    limiter = limiter_on(own_redis)
+    shadow, enforced = policy("ip", {"rate": "1/min", "shadow": True}, "x"), policy("route", "3/min", "x")
+    pairs = [(shadow, "198.51.100.9"), (enforced, "198.51.100.9")]
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        answers = [limiter.hit(pairs, "t").allowed for _ in range(4)]
+    assert answers == [True, True, True, False]  # the enforced 3/min decides; the shadow 1/min only reports
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("ratelimit shadow_rejected name=ip " in line for line in lines)  # repeats are summarised
+    assert any("ratelimit rejected name=route " in line for line in lines)
+    assert not any("ratelimit rejected" in line and "name=ip" in line for line in lines)
+    refused = limiter.hit(pairs, "t")
+    assert not refused.allowed and 15 < refused.retry_after <= 20  # the enforced limit's wait (1 per 20 s)
+    assert [s.limit.policy for s in refused.states] == ["route"]
+
+
+def test_a_refusal_by_shadow_limits_only_leaves_them_unconsumed():
+    limiter = Limiter(None)
+    shadow, enforced = policy("ip", {"rate": "1/min", "shadow": True}, "x"), policy("route", "100/min", "x")
+    assert limiter.hit([(shadow, "a"), (enforced, "a")], "p").allowed  # both consumed: 1 of 1, 1 of 100
+    for _ in range(5):
+        assert limiter.hit([(shadow, "a"), (enforced, "a")], "p").allowed  # the shadow refuses: route alone
+    assert limiter.local.hit([enforced.limit("a", "p", 0)]).states[0].remaining == 94
+
+
 def test_a_rate_of_zero_refuses_everything_without_consuming_other_limits():
     """DRF and django-ratelimit read "0/min" as "refuse everything"; so does this limiter."""
     assert parse_rate("0/min", "x") == (0, 60.0, 0)

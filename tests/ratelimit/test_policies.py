@@ -32,6 +32,15 @@ def test_policy_options_are_validated():
         policy("ip", {"rate": "1/s", "fail": "maybe"}, "x")
     with pytest.raises(ConfigurationError, match="unknown key"):
         policy("ip", {"rate": "1/s", "burts": 3}, "x")
+    with pytest.raises(ConfigurationError, match="shadow must be True or False, got 'false'"):
+        policy("ip", {"rate": "1/s", "shadow": "false"}, "x")  # a truthy string would turn shadow on
+
+
+@pytest.mark.parametrize("typo", ["", {}, 0, []])
+def test_an_empty_ip_limit_is_an_error_never_no_limit(typo):
+    with pytest.raises(ConfigurationError, match=r'RATE_LIMITS"\]\["ip"\]'):
+        parse_rate_limits({"ip": typo}, 'RESILIENCE["RATE_LIMITS"]')
+    assert parse_rate_limits({"ip": None}, 'RESILIENCE["RATE_LIMITS"]').ip is None  # None: no limit, on purpose
 
 
 @pytest.mark.parametrize(
