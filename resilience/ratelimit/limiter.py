@@ -30,9 +30,14 @@ CLOSED_RETRY_AFTER = 1.0  # seconds a fail-closed refusal asks the client to wai
 
 @functools.cache
 def _redis_breaker() -> Any:
-    """Guards Redis for rate limiting: after a few failures, decide without it at once; probe every second.
-    One handle for the process (it re-resolves its breaker by itself when settings change)."""
-    return circuit_breaker(REDIS_BREAKER, minimum_calls=3, failure_rate=50, window=10, open_for=1.0, half_open_calls=1)
+    """Guards Redis for rate limiting: after five failures among a process's last ten decisions, decide
+    without it at once; probe every second. A count window, not a time window: a stalled Redis fails
+    each call only after ``REDIS_TIMEOUT``, so against a time window full of earlier successes the
+    timeouts took seconds to weigh enough. One handle for the process (it re-resolves its breaker by
+    itself when settings change)."""
+    return circuit_breaker(
+        REDIS_BREAKER, window_type="count", window=10, minimum_calls=3, failure_rate=50, open_for=1.0, half_open_calls=1
+    )
 
 
 class Limiter:

@@ -119,3 +119,28 @@ def test_a_redis_outage_costs_a_bounded_number_of_log_lines(own_redis, caplog):
     transitions = [line for line in lines if line.startswith("breaker transition")]
     assert len(unavailable) == 1  # the first; the rest are folded into one summary a minute
     assert len(lines) <= len(transitions) + 2 and len(transitions) <= 4  # redis:ratelimit opens, probes, opens...
+
+
+def test_a_stalled_redis_costs_a_few_slow_decisions_not_seconds_of_them(own_redis):
+    """Found by a fresh-project trial: Redis stopped (SIGSTOP, not dead) after a busy minute cost every
+    request REDIS_TIMEOUT for 5-8 s, because the rate-limit breaker weighed the timeouts against a
+    10-second window full of earlier successes. It now trips on the last calls, as resilience4j's
+    count-based window does."""
+    from tests.faults.proxy import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", own_redis.port)
+    try:
+        limiter = limiter_on(type("Via", (), {"url": proxy.url()})())
+        rule = policy("ip", {"rate": "100000/min", "fail": "open"}, "x")
+        for n in range(300):  # a busy process: the window is full of successes
+            assert limiter.hit([(rule, f"client-{n}")], "pfx").allowed
+        proxy.blackhole()
+        slow = 0
+        for n in range(40):
+            started = time.monotonic()
+            assert limiter.hit([(rule, f"client-{n}")], "pfx").allowed  # fail open, as configured
+            slow += time.monotonic() - started >= 0.05
+        assert slow <= 5  # five timeouts in the last ten calls open the breaker: every later decision is local
+    finally:
+        proxy.heal()
+        proxy.close()
