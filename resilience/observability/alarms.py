@@ -192,6 +192,25 @@ def aws_services(breakers: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({b.split(":")[1] for b in breakers if b.count(":") == 2 and b.startswith("aws:") and b.split(":")[1]}))
 
 
+def published_scope() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The namespace and static dimensions the CloudWatch sink in ``SINKS`` publishes under (the EMF
+    sink's ``EMF`` settings, the PutMetricData sink's ``CLOUDWATCH``): alarms match a metric's
+    dimensions exactly, so they must watch those. Neither in ``SINKS`` (the lines are shipped some
+    other way): ``EMF``'s. ValueError when both are there and differ: alarms can watch only one."""
+    metrics = resilience_settings.METRICS
+    used = dict.fromkeys(getattr(sink, "options_key", None) for sink in metrics.sinks)
+    scopes = {(metrics.options[key].namespace, metrics.options[key].dimensions) for key in ("EMF", "CLOUDWATCH") if key in used}
+    if len(scopes) > 1:
+        raise ValueError(
+            'the EMF and PutMetricData sinks publish under different namespaces or dimensions (RESILIENCE["METRICS"] '
+            '"EMF" and "CLOUDWATCH"): alarms can watch one; give both the same'
+        )
+    if scopes:
+        return scopes.pop()
+    emf: EMFConfig = metrics.options["EMF"]
+    return emf.namespace, emf.dimensions
+
+
 def plan_from_settings(breakers: Iterable[str], critical: Sequence[str] | None = None) -> AlarmPlan:
     """The plan for ``breakers`` (configured and known to the registry) under the current settings.
     ValueError when a ``critical`` name is not one of them."""
@@ -203,12 +222,12 @@ def plan_from_settings(breakers: Iterable[str], critical: Sequence[str] | None =
         unknown = sorted(set(critical) - names)
         if unknown:
             raise ValueError(f"--critical names no known breaker: {', '.join(map(repr, unknown))}")
-    emf: EMFConfig = resilience_settings.METRICS.options["EMF"]
+    namespace, dimensions = published_scope()
     retry = resilience_settings.RETRY
     role = resilience_settings.AWS["CREDENTIALS"]
     return AlarmPlan(
-        namespace=emf.namespace,
-        static=emf.dimensions,
+        namespace=namespace,
+        static=dimensions,
         breakers=tuple(sorted(names)),
         critical=None if critical is None else tuple(dict.fromkeys(critical)),
         retry_policies=tuple(name for name in retry if name != "default"),

@@ -52,6 +52,8 @@ class CloudWatchSink(IntervalSink):
     ``clock`` (wall time, seconds) stamps the data points; ``thread=False``: no threads, the test calls
     ``flush()`` (the queue) and ``send_pending()`` (the calls)."""
 
+    options_key = "CLOUDWATCH"  # its settings in RESILIENCE["METRICS"], whose namespace and dimensions alarms watch
+
     source = "cloudwatch"
     thread_name = "resilience-cloudwatch"
     config: CloudWatchConfig

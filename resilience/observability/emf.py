@@ -36,6 +36,8 @@ class CloudWatchEMFSink(IntervalSink):
     ``clock`` (wall time, seconds) stamps the lines; ``thread=False`` leaves flushing to whoever calls
     ``flush()`` (tests)."""
 
+    options_key = "EMF"  # its settings in RESILIENCE["METRICS"], whose namespace and dimensions alarms watch
+
     source = "emf"
     thread_name = "resilience-emf"
     config: EMFConfig

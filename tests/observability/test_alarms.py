@@ -338,3 +338,18 @@ def test_alarms_no_longer_wanted_are_kept_unless_deletion_is_asked_for(moto_url,
     run(moto_url, prefix, "--apply", "--delete-stale")
     assert gone not in described(cloudwatch, prefix)
     assert run(moto_url, prefix, "--delete-stale").startswith("no changes")
+
+
+def test_both_cloudwatch_sinks_under_different_names_are_a_clear_error_not_alarms_on_one_of_them(settings):
+    settings.RESILIENCE = {
+        "HISTORY": False,
+        "METRICS": {
+            "SINKS": ["resilience.observability.emf.CloudWatchEMFSink", "resilience.observability.cloudwatch.CloudWatchSink"],
+            "EMF": {"namespace": "Shop"},
+            "CLOUDWATCH": {"namespace": "Orders", "region": REGION},
+        },
+    }
+    with pytest.raises(ValueError, match="different namespaces or dimensions"):
+        plan_from_settings(["payments"])
+    with pytest.raises(CommandError, match="different namespaces or dimensions"):
+        call_command("resilience_alarms", "--print-dashboard", "cloudwatch", stdout=io.StringIO())

@@ -166,6 +166,22 @@ def test_a_breaker_transition_reaches_cloudwatch_through_the_event_path(settings
     assert metric_sum(moto_url, namespace, TRANSITION, dims(Service="orders", name="payments-events", new_state="open")) == [1]
 
 
+def test_the_alarms_watch_exactly_the_series_the_putmetricdata_sink_publishes(settings, moto_url, namespace):
+    """Found by a README audit: the alarms watched the EMF sink's namespace and dimensions, so with this
+    sink and README's own CLOUDWATCH example they could never fire."""
+    from resilience.observability.alarms import plan_from_settings, wanted
+
+    configure(settings, {"namespace": namespace, "endpoint_url": moto_url, "dimensions": {"Service": "orders", "Stage": "prod"}})
+    trip("payments-alarm")
+    cloudwatch_sink().close()
+    mine = {"Name": "name", "Value": "payments-alarm"}
+    [published] = [m for m in listed(moto_url, namespace) if mine in m["Dimensions"]]
+    alarm = next(a for a in wanted(plan_from_settings(["payments-alarm"])) if mine in a.get("Dimensions", []))
+    assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, TRANSITION)
+    assert (published["Namespace"], published["MetricName"]) == (namespace, TRANSITION)
+    assert sorted(alarm["Dimensions"], key=str) == sorted(published["Dimensions"], key=str)  # CloudWatch matches them exactly
+
+
 # Limits of one call.
 def test_2500_series_are_three_calls_of_at_most_1000_entries_each_gzipped(recorder, moto_url, namespace):
     sink = direct(recorder.url, namespace=namespace)

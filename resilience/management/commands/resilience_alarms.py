@@ -9,10 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from resilience.conf import resilience_settings
 from resilience.exceptions import ResilienceError
 from resilience.observability import alarm_sync, dashboards
-from resilience.observability.alarms import PREFIX, plan_from_settings, wanted
+from resilience.observability.alarms import PREFIX, plan_from_settings, published_scope, wanted
 
 SNS_TOPIC = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]{1,32}:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
@@ -52,7 +51,7 @@ class Command(BaseCommand):
             raise CommandError(f"--region must be an AWS region name such as 'eu-west-1', got {region[:40]!r}")
         try:
             if options["print_dashboard"]:
-                namespace = resilience_settings.METRICS.options["EMF"].namespace
+                namespace, _ = published_scope()
                 self.stdout.write(dashboards.body(options["print_dashboard"], namespace, region))
                 return
             if region is None:
