@@ -165,7 +165,7 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     the deploy, not answer 500 later."""
     if not _settings_load():
         return []
-    from resilience.ratelimit.policies import policy
+    from resilience.ratelimit.policies import LOGIN_SCOPES, policy
 
     hint = "See the rate limiting section of README.md."
     messages: list[Any] = []
@@ -181,9 +181,13 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             rates.append((str(scope), rate, f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]'))
     for name, rate, where in rates:
         try:
-            policy(name, rate, where)
+            rule = policy(name, rate, where, "local" if name in LOGIN_SCOPES else "open")
         except ConfigurationError as exc:
             messages.append(Error(str(exc), hint=hint, id="resilience.E012"))
+            continue
+        if name in LOGIN_SCOPES and rule.fail == "open":  # LoginRateThrottle would refuse it at every login
+            messages.append(Error(f'{where}: login limits never fail open; use "local" (default) or "closed"', hint=hint,
+                                  id="resilience.E012"))  # fmt: skip
     return messages
 
 

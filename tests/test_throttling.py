@@ -151,6 +151,19 @@ def test_login_limits_refuse_to_fail_open(settings, drf):
     assert policy("login", "3/min", "x", "local").fail == "local"
 
 
+@pytest.mark.parametrize("scope", ["login", "login_username", "login_cooloff"])
+def test_a_login_limit_set_to_fail_open_is_a_system_check_error_not_a_500_at_each_login(settings, drf, scope):
+    """Found by a README audit: it passed every check, then every login request raised."""
+    from django.core.checks import run_checks
+
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {**RATES, scope: {"rate": "3/min", "fail": "open"}}}
+    errors = [m.msg for m in run_checks() if m.id == "resilience.E012"]
+    assert errors == [f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]: login limits never fail open; '
+                      'use "local" (default) or "closed"']  # fmt: skip
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {**RATES, scope: {"rate": "3/min", "fail": "closed"}}}
+    assert [m for m in run_checks() if m.id == "resilience.E012"] == []
+
+
 @pytest.fixture
 def cooloff(drf, settings):
     settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"login": "100/min", "login_cooloff": "1/2s;burst=3"}}

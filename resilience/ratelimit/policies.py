@@ -22,6 +22,7 @@ FAIL_MODES = ("open", "closed", "local")
 # [0-9], not \d: Python's \d also matches other scripts' digits ("१०" would read as 10)
 _RATE = re.compile(r"^\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*([smhd])[a-z]*\s*(?:;\s*burst\s*=\s*([0-9]{1,9})\s*)?$", re.IGNORECASE)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+LOGIN_SCOPES = ("login", "login_username", "login_pair", "login_global", "login_cooloff")  # never fail open
 CHECK_PREFIX = "check:"  # a policy named so is looked at in each decision (cost 0), consumed only by penalise()
 
 
