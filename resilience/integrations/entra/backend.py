@@ -14,6 +14,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.db import DataError
+
 try:
     import jwt
     from django_auth_adfs import backend as adfs_backend
@@ -92,7 +95,14 @@ class ResilientAccessTokenBackend(AdfsAccessTokenBackend):  # type: ignore[misc]
             return None
         if isinstance(kid, str) and kid not in config.kids:
             config.refresh_for_kid(kid)
-        return self.process_access_token(token)
+        try:
+            return self.process_access_token(token)
+        except (ValidationError, DataError) as exc:
+            # A validly signed token whose claims make no user (a upn that is a list, 5,000 characters for a
+            # 150-character username): refused like any bad token, the same 401, never a 500. A database
+            # outage (OperationalError) is not caught: it answers as one.
+            emit(Event("auth", "refused", "entra", {"reason": f"claims: {type(exc).__name__}"}))
+            return None
 
 
 class AuthenticationUnavailable(exceptions.APIException):  # type: ignore[misc]

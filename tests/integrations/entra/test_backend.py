@@ -165,6 +165,16 @@ def test_every_refusal_is_the_same_generic_401(entra, idp, header):
     assert response["WWW-Authenticate"] == 'Bearer realm="api" token_type="JWT"'
 
 
+@pytest.mark.django_db(transaction=True)  # autocommit, as a request without ATOMIC_REQUESTS runs
+@pytest.mark.parametrize("upn", [["a@example.com", "b@example.com"], "u" * 5_000 + "@example.com"])
+def test_a_signed_token_whose_claims_make_no_user_is_the_same_401_never_a_500(entra, idp, upn):
+    """Found by a fresh-project trial: django-auth-adfs's user creation raised ValidationError (a list)
+    and DataError (longer than the 150-character username) out of authenticate(): a 500."""
+    response = me(idp.token(upn=upn))
+    assert (response.status_code, response.json()) == (401, {"detail": "Invalid or missing credentials."})
+    assert me(idp.token()).status_code == 200  # the next request's transaction is clean
+
+
 def test_an_inactive_user_gets_the_same_answer_as_a_bad_token(entra, idp):
     from django.contrib.auth.models import User
 
