@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from resilience.core.breaker_config import BreakerConfig
+from resilience.core.breaker_config import BreakerConfig, validate_name
 from resilience.core.validation import check_number, import_path, reject_unknown_keys
 from resilience.exceptions import ConfigurationError
 
@@ -197,6 +197,10 @@ class ResilienceSettings:
         for name in ["default", *sorted(n for n in raw if n != "default")]:
             if not isinstance(name, str):
                 raise ConfigurationError(f"{path} keys must be breaker names (str), got {name!r}")
+            try:
+                validate_name(name)
+            except ConfigurationError as exc:  # it would fail at first use, and break `breakers list` and the admin
+                raise ConfigurationError(f"{path}: {exc}") from None
             entry = raw.get(name, {})
             entry_path = f'{path}["{name}"]'
             if isinstance(entry, dict) and "ignore" in entry:

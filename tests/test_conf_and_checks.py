@@ -65,6 +65,9 @@ def test_changing_the_setting_rebuilds_breakers(settings):
         ({"BREAKERS": {"payments": {"ignore": ["os.path"]}}}, "must name exception classes"),
         ({"BREAKERS": {"payments": {"ignore": ["os.getcwd"]}}}, "must name exception classes"),
         ({"BREAKERS": {1: {}}}, "keys must be breaker names"),
+        ({"BREAKERS": {"pay\nments": {}}}, 'RESILIENCE["BREAKERS"]: a breaker name must be 1-200 printable characters'),
+        ({"BREAKERS": {"p" * 201: {}}}, "a breaker name must be 1-200 printable characters"),  # broke `breakers list`
+        ({"BREAKERS": {"x": {"window_type": "count", "window": 10}}}, "can never hold minimum_calls (20)"),
         ({"HISTORY": "yes"}, 'RESILIENCE["HISTORY"] must be True or False'),
         ({"FALLBACK_MAX_STALE_KEYS": 0}, 'RESILIENCE["FALLBACK_MAX_STALE_KEYS"] must be a whole number from 1 to 1000000'),
         ({"BREAKER": {}}, "RESILIENCE has unknown key(s) 'BREAKER'"),

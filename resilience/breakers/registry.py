@@ -10,7 +10,7 @@ from django.apps import apps
 
 from resilience.conf import on_reload, resilience_settings
 from resilience.core.breaker import CircuitBreaker
-from resilience.core.breaker_config import BreakerConfig
+from resilience.core.breaker_config import BreakerConfig, validate_name
 from resilience.core.breaker_state import State
 from resilience.core.event import Event
 from resilience.core.ports import BreakerStore
@@ -18,16 +18,6 @@ from resilience.core.windows import WindowSnapshot
 from resilience.exceptions import ConfigurationError, StoreUnavailableError, UnknownBreakerError
 from resilience.observability.events import emit, sinks
 from resilience.storage import breaker_store
-
-MAX_NAME = 200
-
-
-def validate_name(name: Any) -> str:
-    """Breaker names come from code: 1-200 printable characters. Anything else is a clear error."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not name.isprintable():
-        shown = repr(name)[:60]
-        raise ConfigurationError(f"a breaker name must be 1-{MAX_NAME} printable characters, got {shown}")
-    return name
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+MAX_NAME = 200  # characters of a breaker name
+
+
+def validate_name(name: Any) -> str:
+    """Breaker names come from code and settings: 1-200 printable characters. Anything else is a clear error."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not name.isprintable():
+        shown = repr(name)[:60]
+        raise ConfigurationError(f"a breaker name must be 1-{MAX_NAME} printable characters, got {shown}")
+    return name
+
+
 def _number(path: str, value: Any, low: float, high: float, *, integer: bool = False) -> None:
     if not is_number(value):
         raise ConfigurationError(f"{path} must be a number, got {value!r}")
@@ -62,6 +73,11 @@ class BreakerConfig:
         if self.window_type not in ("time", "count"):
             raise ConfigurationError(f"{p('window_type')} must be 'time' or 'count', got {self.window_type!r}")
         _number(p("window"), self.window, 1, 3600 if self.window_type == "time" else 100_000, integer=True)
+        if self.window_type == "count" and self.window < self.minimum_calls:  # it never holds enough calls to decide
+            raise ConfigurationError(
+                f"{p('window')} of {self.window} calls can never hold minimum_calls ({self.minimum_calls}): "
+                "the breaker would never open; make the window at least minimum_calls"
+            )
         _number(p("open_for"), self.open_for, 0.001, 86_400)
         _number(p("open_for_multiplier"), self.open_for_multiplier, 1, 100)
         if self.open_for_max is not None:

@@ -58,6 +58,9 @@ def test_each_setting_at_the_ends_of_its_range_is_accepted(values):
         ({"minimum_calls": 20.0}, '["minimum_calls"] must be a whole number, got 20.0'),
         ({"window": 3601}, '["window"] must be between 1 and 3600, got 3601'),
         ({"window_type": "count", "window": 100_001}, '["window"] must be between 1 and 100000, got 100001'),
+        ({"window_type": "count", "window": 10},
+         '["window"] of 10 calls can never hold minimum_calls (20): the breaker would never open; '
+         "make the window at least minimum_calls"),
         ({"window": True}, '["window"] must be a number, got True'),
         ({"window": 60.0}, '["window"] must be a whole number, got 60.0'),
         ({"open_for": 0.0009}, '["open_for"] must be between 0.001 and 86400, got 0.0009'),
