@@ -96,7 +96,7 @@ class LiveServer:
         if self.asgi:
             command = [
                 sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers), "--timeout-graceful-shutdown", "2", "--no-access-log",
+                "--workers", str(self.workers), "--timeout-graceful-shutdown", "2", "--no-access-log", "--no-proxy-headers",
             ]  # fmt: skip
         else:
             worker_class = ["-k", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []

@@ -10,6 +10,7 @@ import math
 import re
 
 _GRPC = re.compile(r"([0-9]{1,8})([HMSmun])")
+_SECONDS = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")  # float()'s "1_0", "+1", "inf": no
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 MAX_HEADER = 32
 
@@ -18,10 +19,10 @@ def parse_seconds(value: str | None) -> float | None:
     """``X-Request-Timeout`` value in seconds, or None. ASCII only: ``float()`` would read "١" (Arabic-Indic one)."""
     if not value or len(value) > MAX_HEADER or not value.isascii():
         return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
+    text = value.strip()
+    if _SECONDS.fullmatch(text) is None:
         return None
+    seconds = float(text)
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 

@@ -8,7 +8,8 @@ def test_x_request_timeout_is_read_as_seconds(value, seconds):
     assert parse_seconds(value) == seconds
 
 
-@pytest.mark.parametrize("value", [None, "", "0", "0.0", "-1", "-0.5", "nan", "inf", "-inf", "abc", "1s", "\u0661", "1\u00a0"])
+@pytest.mark.parametrize("value", [None, "", "0", "0.0", "-1", "-0.5", "nan", "inf", "-inf", "abc", "1s", "\u0661", "1\u00a0",
+                                   "1_0", "+1", "0x10", "1e", "."])
 def test_x_request_timeout_ignores_empty_zero_negative_non_finite_malformed_and_non_ascii(value):
     assert parse_seconds(value) is None
 
