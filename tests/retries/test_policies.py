@@ -36,6 +36,14 @@ def test_named_policy_takes_builtin_defaults_then_settings_then_overrides(settin
     assert policy("mine").attempts == 4
 
 
+def test_default_sets_what_a_builtin_policy_leaves_and_never_its_own_tuning_as_readme_says(settings):
+    settings.RESILIENCE = {"RETRY": {"default": {"attempts": 5, "base": 0.5, "cap": 30, "backoff": "equal_jitter"}}}
+    redis = policy("redis")
+    assert (redis.attempts, redis.backoff.base, redis.backoff.cap) == (3, 0.01, 0.2)  # README's table of built-ins
+    assert type(redis.backoff).__name__ == "EqualJitter"  # "default" reached what the built-in leaves
+    assert (policy("mine").attempts, policy("mine").backoff.cap) == (5, 30)
+
+
 def test_retry_decorator_retries_and_emits_events(settings, caplog):
     settings.RESILIENCE = {
         "HISTORY": False,
