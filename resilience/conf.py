@@ -234,12 +234,35 @@ class ResilienceSettings:
         self._parsed[key] = value
         return value
 
+    def _each_problem(self) -> list[tuple[str, str]]:
+        """When the plain keys do not load together: every bad key, one message each (a deploy then
+        fixes them all at once, not one per attempt), the parsed keys' included."""
+        user = getattr(django_settings, ROOT, {})
+        if not isinstance(user, dict):
+            return []
+        found: dict[str, str] = {}  # message -> check id (a parser reading another bad key repeats its message)
+
+        def attempt(check_id: str, run: Any, *args: Any) -> None:
+            try:
+                run(*args)
+            except ConfigurationError as exc:
+                found.setdefault(str(exc), check_id)
+
+        attempt("resilience.E001", reject_unknown_keys, user, DEFAULTS, ROOT)
+        values = {**DEFAULTS, **{key: value for key, value in user.items() if key in DEFAULTS}}
+        for key, validate in VALIDATORS.items():
+            attempt("resilience.E001", validate, values[key], f'{ROOT}["{key}"]')
+        attempt("resilience.E001", self._load_breakers, values["BREAKERS"])
+        for key, parser in PARSERS.items():
+            attempt(CHECK_IDS.get(key, "resilience.E001"), import_string(parser), values[key], f'{ROOT}["{key}"]')
+        return [(check_id, message) for message, check_id in found.items()]
+
     def problems(self) -> list[tuple[str, str]]:
         """``(check id, message)`` for every key that does not validate: what ``manage.py check`` reports."""
         try:
             self.values  # noqa: B018 - the plain keys, validated together
         except ConfigurationError as exc:
-            return [("resilience.E001", str(exc))]
+            return self._each_problem() or [("resilience.E001", str(exc))]
         found = []
         for key in PARSERS:
             try:

@@ -45,6 +45,27 @@ def test_changing_the_setting_rebuilds_breakers(settings):
     assert breakers.get_or_create("x").config.open_for == 9
 
 
+def test_every_bad_key_is_reported_at_once_one_message_each(settings):
+    """Found by a README audit: the first bad plain key hid every other one (a deploy cycle each)."""
+    settings.RESILIENCE = {
+        "REDIS_TIMEOUT": 0,
+        "SYNC_INTERVAL": 0,
+        "BREAKERS": {"x": {"failure_rate": 0}},
+        "RETRY": {"http": {"attempts": 0}},
+        "RATE_LIMITS": {"ip": "lots"},
+        "ENTRA": {"max_staleness": -1},
+    }
+    found = {(m.id, m.msg.split(" must ")[0]) for m in run_checks() if m.id.startswith("resilience.E")}
+    assert found == {
+        ("resilience.E001", 'RESILIENCE["REDIS_TIMEOUT"]'),
+        ("resilience.E001", 'RESILIENCE["SYNC_INTERVAL"]'),
+        ("resilience.E001", 'RESILIENCE["BREAKERS"]["x"]["failure_rate"]'),
+        ("resilience.E001", 'RESILIENCE["RETRY"]["http"]["attempts"]'),
+        ("resilience.E012", 'RESILIENCE["RATE_LIMITS"]["ip"] rate'),
+        ("resilience.E001", 'RESILIENCE["ENTRA"]["max_staleness"]'),
+    }
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
