@@ -85,10 +85,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         else:
             try:
-                cache_locations(redis_setting, caches[redis_setting].get("LOCATION"))
+                locations = cache_locations(redis_setting, caches[redis_setting].get("LOCATION"))
             except ConfigurationError as exc:  # else every request that needs Redis would answer 500
                 messages.append(Error(f"{exc}.", hint="Percent-encode a password's / @ : characters.", id="resilience.E001"))
+            else:
+                messages += _missing_cache_tls_files(redis_setting, caches[redis_setting], locations)
     return messages
+
+
+def _missing_cache_tls_files(alias: str, cache: dict[str, Any], locations: list[str]) -> list[Any]:
+    """E001 for each TLS file a cache's ``LOCATION`` query or ``CONNECTION_POOL_KWARGS`` names that is not
+    a file: as for a ``REDIS`` URL, or every Redis-backed feature would quietly fall back at run time."""
+    pool = (cache.get("OPTIONS") or {}).get("CONNECTION_POOL_KWARGS") or {}
+    named = [(f'CACHES[{alias!r}]["LOCATION"]', name, file) for url in locations for name, file in tls_files(url)]
+    if isinstance(pool, dict):
+        named += [(f'CACHES[{alias!r}]["OPTIONS"]["CONNECTION_POOL_KWARGS"]', name, pool[name])
+                  for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if isinstance(pool.get(name), str)]  # fmt: skip
+    return [
+        Error(f"{where} names {name}={file!r}, which is not a file.", id="resilience.E001")
+        for where, name, file in named
+        if not os.path.isfile(file)
+    ]
 
 
 MIDDLEWARE_PATH = "resilience.middleware.ResilienceMiddleware"

@@ -169,6 +169,22 @@ def test_a_certificate_file_that_does_not_exist_is_e001_naming_it(settings, tmp_
     assert resilience_messages(settings, f"rediss+cluster://127.0.0.1:7000/0?ssl_ca_certs={missing}") == []
 
 
+@pytest.mark.parametrize("where", ["location", "pool"])
+def test_a_missing_certificate_file_of_the_redis_cache_is_e001_naming_it(settings, tmp_path, where):
+    """Found by a README audit: only a URL as REDIS was checked; a cache alias passed, then every
+    Redis-backed feature fell back quietly at run time."""
+    missing = tmp_path / "ca.pem"
+    location = f"rediss://127.0.0.1:6380/0?ssl_ca_certs={missing}" if where == "location" else "rediss://127.0.0.1:6380/0"
+    options = {} if where == "location" else {"CONNECTION_POOL_KWARGS": {"ssl_ca_certs": str(missing)}}
+    settings.CACHES = {**settings.CACHES, "shared": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": location,
+                                                     "OPTIONS": options}}  # fmt: skip
+    messages = resilience_messages(settings, "shared")
+    assert [m.split(" ", 1)[0] for m in messages] == ["resilience.E001"]
+    assert f"ssl_ca_certs={str(missing)!r}, which is not a file" in messages[0] and "CACHES['shared']" in messages[0]
+    missing.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert resilience_messages(settings, "shared") == []
+
+
 def test_a_password_given_in_the_query_is_known_to_e015_as_the_redis_password(settings):
     from cryptography.fernet import Fernet
 
