@@ -130,7 +130,8 @@ VALIDATORS: dict[str, Validator] = {
 }
 
 
-def _exceptions(value: Any, path: str) -> tuple[type[BaseException], ...]:
+def exception_classes(value: Any, path: str) -> tuple[type[BaseException], ...]:
+    """A breaker's ``ignore``: exception classes, or dotted paths to them."""
     if not isinstance(value, (list, tuple)):
         raise ConfigurationError(f"{path} must be a list of exception classes or dotted paths, got {value!r}")
     classes = []
@@ -204,7 +205,7 @@ class ResilienceSettings:
             entry = raw.get(name, {})
             entry_path = f'{path}["{name}"]'
             if isinstance(entry, dict) and "ignore" in entry:
-                entry = {**entry, "ignore": _exceptions(entry["ignore"], f'{entry_path}["ignore"]')}
+                entry = {**entry, "ignore": exception_classes(entry["ignore"], f'{entry_path}["ignore"]')}
             configs[name] = BreakerConfig.from_mapping(entry, entry_path, base=configs.get("default"))
         return configs
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.apps import apps
 
-from resilience.conf import on_reload, resilience_settings
+from resilience.conf import exception_classes, on_reload, resilience_settings
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.breaker_config import BreakerConfig, validate_name
 from resilience.core.breaker_state import State
@@ -119,7 +119,10 @@ class BreakerRegistry:
         if breaker is not None:
             return breaker
         validate_name(name)
-        config = resilience_settings.breaker_config(name).with_overrides(f"circuit_breaker({name!r})", **overrides)
+        where = f"circuit_breaker({name!r})"
+        if isinstance(overrides.get("ignore"), (list, tuple)):  # dotted paths, as in BREAKERS
+            overrides["ignore"] = exception_classes(overrides["ignore"], f'{where}["ignore"]')
+        config = resilience_settings.breaker_config(name).with_overrides(where, **overrides)
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:

@@ -42,6 +42,19 @@ def test_keyword_overrides_apply_on_top_of_settings(quick):
     assert (breaker.config.open_for, breaker.config.failure_rate, breaker.config.minimum_calls) == (5, 90, 2)
 
 
+def test_ignore_takes_dotted_paths_as_a_keyword_as_it_does_in_settings(quick):
+    """Found by a README audit: README says so; the keyword refused strings."""
+    handle = circuit_breaker("dotted-ignore", ignore=["django.core.exceptions.PermissionDenied", KeyError])
+    from django.core.exceptions import PermissionDenied
+
+    for _ in range(3):
+        with pytest.raises(PermissionDenied):
+            handle.call(lambda: (_ for _ in ()).throw(PermissionDenied()))
+    assert breakers.get("dotted-ignore").state == "closed"  # neither success nor failure
+    with pytest.raises(ConfigurationError, match=r"circuit_breaker\('x-ignore'\)\[\"ignore\"\]"):
+        circuit_breaker("x-ignore", ignore=["no.such.Error"]).call(lambda: 1)
+
+
 def test_bad_keyword_override_is_a_clear_error(quick):
     with pytest.raises(ConfigurationError, match=r"circuit_breaker\('bad'\)\[\"failure_rate\"\] must be between 1 and 100"):
         circuit_breaker("bad", failure_rate=0).state  # noqa: B018
