@@ -36,6 +36,17 @@ def test_a_missing_optional_package_names_its_extra(module, import_line, extra):
     assert f"pip install 'django-resilience[{extra}]'" in result.stderr
 
 
+def test_resilience_alarms_without_botocore_is_one_line_naming_the_extra():
+    code = (
+        "from django.core.management import call_command\n"
+        "call_command('resilience_alarms', '--region', 'eu-west-1')\n"
+    )
+    result = run_without("botocore", code)
+    assert result.returncode != 0
+    assert "CommandError: manage.py resilience_alarms needs the 'botocore' package" in result.stderr
+    assert "pip install 'django-resilience[aws]'" in result.stderr
+
+
 def test_retry_without_requests_raises_the_callers_own_error():
     """Once ``@retry("http")`` raised ModuleNotFoundError: requests from the classifier, hiding the real error."""
     code = (

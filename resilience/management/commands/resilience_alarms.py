@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from resilience.exceptions import ResilienceError
+from resilience.integrations.extras import missing
 from resilience.observability import alarm_sync, dashboards
 from resilience.observability.alarms import PREFIX, plan_from_settings, published_scope, wanted
 
@@ -77,9 +78,12 @@ class Command(BaseCommand):
         return wanted(plan, prefix, [topic] if topic else [])
 
     def _sync(self, alarms: list[dict[str, Any]], options: dict[str, Any], region: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            from botocore.exceptions import BotoCoreError, ClientError
 
-        from resilience.integrations.aws import session
+            from resilience.integrations.aws import session
+        except ImportError as exc:  # one line naming the extra, not a traceback
+            raise CommandError(str(missing((exc.name or "boto3").split(".")[0], "manage.py resilience_alarms"))) from None
 
         delete = options["delete_stale"]
         done: list[str] = []
