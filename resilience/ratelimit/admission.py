@@ -47,9 +47,12 @@ def route_policies(route: Route) -> list[RatePolicy]:
 
 
 def headers(decision: RateDecision, policies: list[RatePolicy]) -> dict[str, str]:
-    """IETF ``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers), plus ``Retry-After``."""
-    out = {"RateLimit-Policy": ", ".join(p.header for p in policies)}
-    tight = decision.tightest
+    """IETF ``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers), plus ``Retry-After``.
+    Shadow policies are not enforced, so they are not announced either."""
+    shadow = {p.name for p in policies if p.shadow}
+    out = {"RateLimit-Policy": ", ".join(p.header for p in policies if not p.shadow)}
+    states = tuple(s for s in decision.states if s.limit.policy not in shadow) if shadow else None
+    tight = (decision if states is None else RateDecision(decision.allowed, states)).tightest
     if tight is not None:
         out["RateLimit"] = f'"{tight.limit.policy}";r={tight.remaining};t={math.ceil(tight.reset_after)}'
     if not decision.allowed:

@@ -96,7 +96,8 @@ class Limiter:
             reason = type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - redis errors: decided by the policies' fail modes
             reason = type(exc).__name__
-        modes = {p.fail for p, _ in policies}
+        # the enforced policies' fail modes decide; a shadow policy's never refuses nor changes how they count
+        modes = {p.fail for p, _ in policies if not p.shadow} or {p.fail for p, _ in policies}
         mode = "closed" if "closed" in modes else "local" if "local" in modes else "open"
         emit(Event("ratelimit", "store_unavailable", ",".join(p.name for p, _ in policies), {"fail": mode, "error": reason}))
         if mode == "local":

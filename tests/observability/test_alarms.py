@@ -264,6 +264,8 @@ def test_dashboards_parse_and_cloudwatch_accepts_the_printed_body(moto_url, clou
     assert metrics and all(w["properties"]["region"] == "eu-west-1" for w in metrics)
     expressions = [q["expression"] for w in metrics for (q,) in w["properties"]["metrics"]]
     assert all('Namespace="Shop"' in e for e in expressions)
+    [text] = [w["properties"]["markdown"] for w in board["widgets"] if w["type"] == "text"]
+    assert "namespace `Shop`" in text and "Resilience`" not in text  # the words say what the graphs show
     shown = {m for e in expressions for m in re.findall(r'MetricName="([^"]+)"', e)}
     assert {"resilience.breaker.transition", "resilience.retry.give_up", "resilience.retry.budget_refused",
             "resilience.aws.failover", "resilience.aws.credentials_expires_in"} <= shown  # fmt: skip

@@ -74,6 +74,14 @@ def test_the_route_limit_names_both_policies_in_its_header(limited):
     assert refused["RateLimit-Policy"] == '"ip";q=5;w=60, "route:path:/named/";q=2;w=60'
 
 
+def test_a_shadow_limit_is_not_announced_in_a_429s_headers(limited, settings):
+    settings.RESILIENCE = {**settings.RESILIENCE, "RATE_LIMITS": {"ip": {"rate": "1/min", "shadow": True}}}
+    assert [get("/named/").status_code for _ in range(3)] == [200, 200, 429]  # the route's 2/min decides
+    refused = get("/named/")
+    assert refused["RateLimit-Policy"] == '"route:path:/named/";q=2;w=60'
+    assert refused["RateLimit"].startswith('"route:path:/named/";r=0;t=') and 1 <= int(refused["Retry-After"]) <= 30
+
+
 @pytest.mark.parametrize("xff", ["x" * 20_000, "\u0661\u0669\u0668.1.1.1", "1.2.3.4\r\nX-Evil: 1", ", , ,"])
 def test_hostile_forwarded_headers_are_never_a_500(limited, xff):
     assert get("/report/", remote="10.0.0.2", HTTP_X_FORWARDED_FOR=xff).status_code == 200

@@ -84,6 +84,17 @@ def test_a_shadow_limit_beside_an_enforced_one_never_refuses_and_consumes_nothin
     assert [s.limit.policy for s in refused.states] == ["route"]
 
 
+@pytest.mark.parametrize("shadow_fail", ["closed", "local"])
+def test_a_shadow_limits_fail_mode_never_decides_for_the_enforced_ones_in_an_outage(own_redis, shadow_fail):
+    """Found by verifying the fix above in a fresh project: a shadow limit failing closed made a Redis
+    outage refuse every request, although the enforced limits fail open."""
+    limiter = limiter_on(own_redis)
+    shadow = policy("ip", {"rate": "1/min", "shadow": True, "fail": shadow_fail}, "x")
+    enforced = policy("route", {"rate": "2/min", "fail": "open"}, "x")
+    own_redis.kill()
+    assert [limiter.hit([(shadow, "a"), (enforced, "a")], "t").allowed for _ in range(5)] == [True] * 5  # open, as the route says
+
+
 def test_a_refusal_by_shadow_limits_only_leaves_them_unconsumed():
     limiter = Limiter(None)
     shadow, enforced = policy("ip", {"rate": "1/min", "shadow": True}, "x"), policy("route", "100/min", "x")

@@ -28,6 +28,8 @@ def body(kind: str, namespace: str = SHIPPED_NAMESPACE, region: str | None = Non
     if kind == "cloudwatch":
         for widget in board["widgets"]:
             properties = widget["properties"]
+            if widget["type"] == "text":
+                properties["markdown"] = properties["markdown"].replace(f"`{SHIPPED_NAMESPACE}`", f"`{namespace}`")
             if widget["type"] != "metric":
                 continue
             if region:
