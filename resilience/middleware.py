@@ -7,6 +7,7 @@ never lengthened) → the rest of the stack. ``DeadlineExceeded`` escaping the v
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -159,12 +160,25 @@ def _admit(request: HttpRequest) -> tuple[Route | None, HttpResponse | None]:
         return route, JsonResponse({"detail": "The request body could not be read."}, status=400)
     if route.bulkheads and not route.try_enter():
         return route, _overloaded(route)
-    for check in admission_checks:
-        refused = check(request, route)
-        if refused is not None:
-            route.leave()
-            return route, refused
+    try:
+        for check in admission_checks:
+            refused = check(request, route)
+            if refused is not None:
+                route.leave()
+                return route, refused
+    except BaseException:
+        route.leave()  # a check that raises must not keep the permit
+        raise
     return route, None
+
+
+def _leave_if_admitted(admitted: asyncio.Future[tuple[Route | None, HttpResponse | None]]) -> None:
+    """For an ``_admit`` whose request was cancelled while it ran in a thread: the permit it took, back."""
+    if admitted.cancelled() or admitted.exception() is not None:
+        return
+    route, refused = admitted.result()
+    if route is not None and refused is None:
+        route.leave()
 
 
 def _finished(request: HttpRequest, response: Any) -> Any:
@@ -256,7 +270,14 @@ class ResilienceMiddleware:
 
     async def _acall_in_context(self, request: HttpRequest) -> HttpResponse:
         if any(getattr(check, "may_block", _never)() for check in admission_checks):
-            route, refused = await sync_to_async(_admit, thread_sensitive=False)(request)  # keep the event loop free
+            # in a thread, to keep the event loop free; a client that goes away meanwhile cancels this
+            # request, not the thread, which may still take a permit: it is given back then
+            admitted = asyncio.ensure_future(sync_to_async(_admit, thread_sensitive=False)(request))
+            try:
+                route, refused = await asyncio.shield(admitted)
+            except asyncio.CancelledError:
+                admitted.add_done_callback(_leave_if_admitted)
+                raise
         else:
             route, refused = _admit(request)
         if refused is not None:

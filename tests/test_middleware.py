@@ -205,3 +205,50 @@ def test_admission_checks_can_refuse_a_request_and_the_bulkhead_permit_comes_bac
         assert left(Client().get("/report/")) > 4  # no refusal: the request goes on as usual
     finally:
         admission_checks.remove(only_hold)
+
+
+@pytest.mark.parametrize("failure", ["cancelled", "raises"])
+def test_an_async_request_gone_while_its_checks_run_gives_its_permit_back(settings, failure):
+    """Found by a README audit: under ASGI a client that disconnected while the admission checks ran in
+    their thread left the permit taken for good (400 aborted requests: a capped route answered 503
+    until the process restarted). A check that raises kept it too."""
+    import asyncio
+    import time
+
+    from django.http import HttpResponse
+    from django.test import AsyncRequestFactory
+
+    from resilience import middleware
+
+    settings.RESILIENCE = {"HISTORY": False, "ROUTES": [{"path": "/hold/", "max_concurrency": 1}]}
+
+    def slow_check(request, route):
+        time.sleep(0.3)
+        if failure == "raises":
+            raise RuntimeError("a broken check")
+
+    slow_check.may_block = lambda: True  # type: ignore[attr-defined]
+
+    async def view(request):
+        return HttpResponse("ok")
+
+    async def scenario():
+        mw = middleware.ResilienceMiddleware(view)
+        task = asyncio.ensure_future(mw(AsyncRequestFactory().get("/hold/")))
+        if failure == "cancelled":
+            await asyncio.sleep(0.05)
+            task.cancel()  # what Django does when the client disconnects
+        try:
+            await task
+        except (asyncio.CancelledError, RuntimeError):
+            pass
+        await asyncio.sleep(0.5)  # the check's thread finishes (and took the permit)
+        middleware.admission_checks.remove(slow_check)
+        return (await mw(AsyncRequestFactory().get("/hold/"))).status_code
+
+    middleware.admission_checks.append(slow_check)
+    try:
+        assert asyncio.run(scenario()) == 200  # the cap of 1 is free again
+    finally:
+        if slow_check in middleware.admission_checks:
+            middleware.admission_checks.remove(slow_check)
