@@ -57,10 +57,15 @@ def _maybe_applied(exc: BaseException | None) -> bool:
     return isinstance(exc, HTTPClientError) and not isinstance(exc, ConnectionError)
 
 
+def is_read(operation_model: Any) -> bool:
+    """A read by AWS's naming (``Get…``, ``List…``, ``Describe…``, ``Head…``, ``BatchGet…``, ``Query``, ``Scan``)."""
+    return bool(getattr(operation_model, "name", "").startswith(READ_PREFIXES))
+
+
 def read_or_tokened(operation_model: Any) -> bool:
-    """A read by AWS's naming (``Get…``, ``List…``, ``Describe…``, ``Query``, ``Scan``), or a write
-    with an input member botocore fills with an idempotency token (``ClientToken``)."""
-    if getattr(operation_model, "name", "").startswith(READ_PREFIXES):
+    """A read by AWS's naming (``is_read``), or a write with an input member botocore fills with an
+    idempotency token (``ClientToken``)."""
+    if is_read(operation_model):
         return True
     members = getattr(getattr(operation_model, "input_shape", None), "members", None) or {}
     return any(member.metadata.get("idempotencyToken") for member in members.values())

@@ -20,8 +20,9 @@ tried first on purpose: its breaker closes only when probes succeed, and a failo
 always went elsewhere would never send one. A probe that fails costs that call one region's try.
 
 Only reads (by AWS's naming) and writes with an idempotency-token member may be declared: a write
-that may have been applied in one region must not be applied again in another. Every other
-attribute is the primary's client's, never failed over.
+that may have been applied in one region must not be applied again in another, so a write moves on
+only when the failed region certainly applied nothing (``unapplied``). Every other attribute is the
+primary's client's, never failed over.
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ from resilience.conf import resilience_settings
 from resilience.core.deadline import deadline, remaining
 from resilience.core.event import Event
 from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded
-from resilience.integrations.aws.classifiers import client_error_details, read_or_tokened, retry_kind, service_fault
+from resilience.integrations.aws.classifiers import (
+    THROTTLING_CODES,
+    client_error_details,
+    is_read,
+    read_or_tokened,
+    retry_kind,
+    service_fault,
+)
 from resilience.integrations.aws.protection import protect
 from resilience.integrations.aws.protection import session as protected_session
 from resilience.integrations.aws.service_breakers import counted_share
@@ -66,8 +74,12 @@ def failover_safe(operation_model: Any) -> bool:
 
 
 def failover_reason(exc: BaseException, operation_model: Any) -> str | None:
-    """Why ``exc`` moves the call to the next region (the error's code or class), or None: raise it."""
+    """Why ``exc`` moves the call to the next region (the error's code or class), or None: raise it.
+    A write moves only when this region certainly did not apply it (``unapplied``): regions keep their
+    own idempotency records, and botocore gives each region's call a token of its own."""
     if isinstance(exc, DeadlineExceeded):
+        return None
+    if not is_read(operation_model) and not unapplied(exc):
         return None
     if isinstance(exc, CircuitOpenError):
         return "CircuitOpenError"
@@ -75,6 +87,18 @@ def failover_reason(exc: BaseException, operation_model: Any) -> str | None:
         code, status = client_error_details(exc)
         return (code or str(status)) if service_fault(code, status) else None  # other 4xx: the caller's doing
     return type(exc).__name__ if retry_kind(None, None, exc, operation_model) is not None else None
+
+
+def unapplied(exc: BaseException) -> bool:
+    """The failed call applied nothing: nothing was sent (an open breaker, no connection made) or
+    the service refused it unprocessed (throttling). Not after a read timeout or a 5xx."""
+    if isinstance(exc, CircuitOpenError):
+        return True
+    if isinstance(exc, ClientError):
+        return client_error_details(exc)[0] in THROTTLING_CODES
+    from botocore.exceptions import ConnectionError as NoConnection  # no connection, connect timeout, TLS, proxy
+
+    return isinstance(exc, NoConnection)
 
 
 class FailoverClient:
@@ -152,6 +176,8 @@ class FailoverClient:
                         response = getattr(self.clients[region], operation)(**params)
             except DeadlineExceeded as exc:
                 if share is None or not remaining():  # the caller's own deadline: nothing left to fail over with
+                    raise
+                if not is_read(model):  # the write may be on its way, or applied: never sent to another region
                     raise
                 error, reason = exc, "region_timeout"
                 continue

@@ -108,6 +108,46 @@ def test_a_forced_open_primary_rejects_before_sending_and_the_call_moves_on(moto
     assert len(of(events, "failover")) == 1
 
 
+def west_value(moto_url, name):
+    direct = boto3.client("secretsmanager", region_name=WEST, endpoint_url=moto_url, **CREDENTIALS)
+    return direct.get_secret_value(SecretId=name)["SecretString"]
+
+
+def test_a_write_that_may_have_been_applied_never_moves_to_another_region(moto_url, aws, outage, events):
+    """Found by a README audit: a tokened write (TransactWriteItems, PutSecretValue) that got a 5xx or a
+    read timeout was sent to the next region with a new token, so it could be applied twice. Regions
+    keep their own idempotency records: the token protects retries within one region only."""
+    name = replicated_secret(moto_url)
+    aws.play(Answer(500, "InternalFailure"))
+    writes = secrets(aws.url, moto_url, operations={"put_secret_value"})
+    with pytest.raises((ClientError, ConnectionClosedError)):  # the last of the primary's attempts
+        writes.put_secret_value(SecretId=name, SecretString="new")
+    assert aws.requests >= 1 and west_value(moto_url, name) == "west-value"  # the primary's attempts only
+    timing_out = secrets(outage.url("http", ""), moto_url, operations={"put_secret_value"}, config=Config(read_timeout=0.2))
+    outage.mute()  # the request reaches the service; no answer comes back (a proxy that closes is no proof either)
+    with pytest.raises((ReadTimeoutError, ConnectionClosedError)):  # sent, and no answer: maybe applied
+        timing_out.put_secret_value(SecretId=name, SecretString="new")
+    assert west_value(moto_url, name) == "west-value"
+    assert of(events, "failover") == []
+
+
+@pytest.mark.parametrize("unsent", ["refused", "open"])
+def test_a_write_that_was_never_sent_moves_to_the_next_region(moto_url, events, unsent):
+    import socket
+
+    name = replicated_secret(moto_url)
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused, nothing is sent
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    writes = secrets(closed if unsent == "refused" else moto_url, moto_url, operations={"put_secret_value"})
+    if unsent == "open":
+        breakers.get_or_create(f"aws:secretsmanager:{EAST}").force_open()
+    writes.put_secret_value(SecretId=name, SecretString="new")
+    assert west_value(moto_url, name) == "new"
+    [moved] = of(events, "failover")
+    assert moved.fields["reason"] in {"EndpointConnectionError", "breaker_forced_open"}  # nothing reached the primary
+
+
 def test_a_4xx_never_fails_over(moto_url, aws, events):
     client = secrets(moto_url, aws.url)
     with pytest.raises(ClientError) as err:
