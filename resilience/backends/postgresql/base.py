@@ -6,18 +6,58 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
+from django.db.backends.utils import CursorWrapper as DjangoCursorWrapper
 
 from resilience.backends.postgresql import pool as pooled
 from resilience.exceptions import DatabaseUnavailable
 from resilience.integrations.postgres.classifiers import postgres_connect_refused, postgres_connection_lost
-from resilience.integrations.postgres.guards import connection_dead, discard, guarded_connect, statement_guard, unavailable
+from resilience.integrations.postgres.guards import (
+    bound_unwrapped,
+    connection_dead,
+    discard,
+    guarded_connect,
+    statement_guard,
+    unavailable,
+)
 from resilience.integrations.postgres.timeouts import reset_session_timeout, transaction_ended
+
+
+class _UnwrappedCallsBounded:
+    """``callproc`` and ``COPY`` bypass Django's execute wrappers (``statement_guard``): they get the
+    deadline's ``statement_timeout`` here, and never a session one an earlier request left on a
+    persistent connection (it cancelled them at that request's deadline)."""
+
+    db: Any
+    cursor: Any
+
+    def callproc(self, *args: Any, **kwargs: Any) -> Any:
+        bound_unwrapped(self.db, self.cursor)
+        return super().callproc(*args, **kwargs)  # type: ignore[misc]
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        bound_unwrapped(self.db, self.cursor)
+        parent = getattr(super(), "copy", None)  # the debug wrapper logs it; the plain one has none
+        return parent(*args, **kwargs) if parent is not None else self.cursor.copy(*args, **kwargs)
+
+
+class CursorWrapper(_UnwrappedCallsBounded, DjangoCursorWrapper):
+    pass
+
+
+class CursorDebugWrapper(_UnwrappedCallsBounded, base.CursorDebugWrapper):  # type: ignore[misc]
+    pass
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.execute_wrappers.append(statement_guard)
+
+    def make_cursor(self, cursor: Any) -> Any:
+        return CursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor: Any) -> Any:
+        return CursorDebugWrapper(cursor, self)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if getattr(self, "pool", None) is None:  # no pool, or Django before 5.1

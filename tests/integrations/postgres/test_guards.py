@@ -87,6 +87,24 @@ def test_the_deadline_timeout_does_not_leak_into_later_statements():
         c.execute("SELECT pg_sleep(0.1)")  # would fail with a leaked 5 s? no - but a leaked small one would
 
 
+@pytest.mark.parametrize("call", ["callproc", "copy"])
+def test_a_deadlines_timeout_never_cancels_a_later_callproc_or_copy(call):
+    """Found by a README audit: callproc and COPY bypass Django's execute wrappers, so the session
+    timeout an earlier statement set under a deadline cancelled them later, with no deadline at all."""
+    with deadline(0.3), connection.cursor() as c:
+        c.execute("SELECT 1")  # sets (and keeps) a session statement_timeout of ~0.29 s
+    started = time.monotonic()
+    with connection.cursor() as c:
+        if call == "callproc":
+            c.callproc("pg_sleep", [0.5])
+        else:
+            with c.copy("COPY (SELECT pg_sleep(0.5)) TO STDOUT") as copy:
+                list(copy)
+    assert time.monotonic() - started >= 0.5  # ran to its end
+    with deadline(0.2), connection.cursor() as c, pytest.raises(DatabaseError):
+        c.callproc("pg_sleep", [1])  # and under a deadline it is bounded like any statement
+
+
 class _Sent:
     """What the client sent Postgres (libpq's own protocol trace of the connection)."""
 
