@@ -224,26 +224,24 @@ class RouteTable:
             self._loaded.add(urlconf)  # and decorated views register when it is imported
             _import_urlconf(urlconf)
         if self.by_name or _DECORATED:
-            by_view = self._match_view(path, urlconf)
-            if by_view is not None:
-                found.append(by_view)
+            found += self._match_view(path, urlconf)
         exact = self.exact.get(path)
         if exact is not None:
             found.append(exact)
         found += [route for _, regex, route in self.patterns if regex.match(path)]
         return merged(found) if found else None
 
-    def _match_view(self, path: str, urlconf: str | None) -> Route | None:
-        """The route of the view ``path`` resolves to: its decorator's, else its URL name's."""
+    def _match_view(self, path: str, urlconf: str | None) -> list[Route]:
+        """The routes of the view ``path`` resolves to, most specific first: its decorator's, then its
+        URL name's (both apply: a decorator added for a timeout must not drop the name's cap)."""
         try:
             match = get_resolver(urlconf).resolve(path)
         except Exception:  # noqa: BLE001 - a 404 path simply matches by path
-            return None
+            return []
         view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)  # Django / DRF
         decorated = getattr(match.func, VIEW_ATTRIBUTE, None) or getattr(view_class, VIEW_ATTRIBUTE, None)
-        if decorated is not None:
-            return decorated  # type: ignore[no-any-return]
-        return self.by_name.get(match.view_name) or self.by_name.get(match.url_name or "")
+        named = self.by_name.get(match.view_name) or self.by_name.get(match.url_name or "")
+        return [route for route in (decorated, named) if route is not None]
 
 
 def _import_urlconf(urlconf: str | None) -> None:

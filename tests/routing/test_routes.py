@@ -29,6 +29,16 @@ def test_the_demos_quote_route_keeps_the_api_cap_and_sets_its_own_timeout():
     assert api.timeout == 5
 
 
+def test_a_decorated_view_keeps_the_cap_and_rate_of_its_url_names_route():
+    """Found by a README audit: the decorator's route replaced the URL name's, so a cap or rate set by
+    name silently stopped applying once someone decorated the view (say, for a timeout)."""
+    table = RouteTable([{"name": "decorated", "retry_after": 5, "max_concurrency": 1, "rate": "10/min"}])
+    route = table.match("/decorated/", "tests.urls")  # @resilience_route(timeout=0.75), URL name "decorated"
+    named = table.by_name["decorated"]
+    assert route.timeout == 0.75 and route.retry_after == 5  # the decorator first, the rest from the name
+    assert named.bulkhead in route.bulkheads and route.rates == named.rates
+
+
 def test_unset_fields_come_from_the_most_specific_route_that_sets_them():
     table = RouteTable([
         {"path": "*", "timeout": 30, "retry_after": 9, "trust_timeout_header": False},
