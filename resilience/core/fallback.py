@@ -13,6 +13,7 @@ together); past that, new ones are not kept (a ``stale_full`` event, at most one
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -139,6 +140,10 @@ class FallbackChain:
             except self.policy.on as exc:
                 error = exc
                 continue
+            if inspect.isawaitable(value):  # nothing here could await it: never pass one off as the answer
+                getattr(value, "close", lambda: None)()
+                name = getattr(candidate, "__qualname__", repr(candidate))
+                raise ConfigurationError(f"fallback {self.policy.name!r}: {name} is async; the function it stands in for is not")
             return self._answered(key, step, error, value)
         assert error is not None
         return self._after_failure(key, error)
@@ -148,7 +153,9 @@ class FallbackChain:
         error: BaseException | None = None
         for step, candidate in enumerate((fn, *self.policy.alternatives)):
             try:
-                value = await candidate(*args, **kwargs)
+                value = candidate(*args, **kwargs)
+                if inspect.isawaitable(value):  # a plain function may stand in for a coroutine (it runs on the loop)
+                    value = await value
             except self.policy.on as exc:
                 error = exc
                 continue

@@ -86,6 +86,30 @@ def test_async_chains():
     assert asyncio.run(c.acall(afail)) == "alt"
 
 
+def test_an_async_chain_uses_a_plain_alternatives_answer():
+    """Found by a README audit: awaiting the plain value raised TypeError, caught by ``on``: the
+    alternative ran and its answer was thrown away for the default."""
+
+    async def afail():
+        raise TimeoutError
+
+    def plain():
+        return "plain"
+
+    c, events = chain(FallbackPolicy("f", alternatives=(plain,), default="DEFAULT"))
+    assert asyncio.run(c.acall(afail)) == "plain"
+    assert not [e for e in events if e.kind == "default"]
+
+
+def test_an_async_alternative_of_a_plain_function_is_a_clear_error_not_a_coroutine_answer():
+    async def alt():
+        return "alt"
+
+    c, _ = chain(FallbackPolicy("f", alternatives=(alt,), default="DEFAULT"))
+    with pytest.raises(ConfigurationError, match="is async; the function it stands in for is not"):
+        c.call(fail)
+
+
 @pytest.mark.parametrize("bad", [{"scope": "everyone"}, {"stale_for": -1}, {"stale_for": "1h"}])
 def test_malformed_policies_are_refused(bad):
     with pytest.raises(ConfigurationError, match="fallback 'f'"):
