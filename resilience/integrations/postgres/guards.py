@@ -33,6 +33,7 @@ block re-run on serialization failure or deadlock) in ``transactions``, ``Replic
 from __future__ import annotations
 
 import contextvars
+import re
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,9 +90,14 @@ def breaker_for(alias: str) -> BreakerHandle:
     return handle
 
 
+_WRITES_ANYWAY = re.compile(r"\b(?:INTO|ANALYZE)\b")  # SELECT ... INTO makes a table; EXPLAIN ANALYZE runs its statement
+
+
 def is_read(sql: str) -> bool:
-    head = sql.lstrip(" \t\n(").upper()
-    return head.startswith(READ_PREFIXES) and " INTO " not in head
+    """A statement safe to send again: SELECT, SHOW, EXPLAIN or VALUES, without an ``INTO`` or an
+    ``ANALYZE`` word anywhere (whatever whitespace surrounds it). A false "write" only costs a retry."""
+    head = sql.lstrip(" \t\r\n(").upper()
+    return head.startswith(READ_PREFIXES) and _WRITES_ANYWAY.search(head) is None
 
 
 def unavailable(db: Any, exc: BaseException, *, sent: bool) -> DatabaseUnavailable:

@@ -105,6 +105,19 @@ def test_a_deadlines_timeout_never_cancels_a_later_callproc_or_copy(call):
         c.callproc("pg_sleep", [1])  # and under a deadline it is bounded like any statement
 
 
+@pytest.mark.parametrize(("sql", "read"), [
+    ("SELECT 1", True), ("(SELECT 1)", True), ("EXPLAIN SELECT 1", True), ("SELECT into_date FROM t", True),
+    ("EXPLAIN ANALYZE DELETE FROM t", False), ("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1", False),
+    ("SELECT *\nINTO copy FROM t", False), ("SELECT *\tINTO copy FROM t", False), ("INSERT INTO t VALUES (1)", False),
+])  # fmt: skip
+def test_only_statements_that_write_nothing_count_as_reads_and_may_be_sent_again(sql, read):
+    """Found by a README audit: EXPLAIN ANALYZE of a write (which runs it) and SELECT ... INTO after a
+    newline or a tab counted as reads, so a lost connection could run them twice."""
+    from resilience.integrations.postgres.guards import is_read
+
+    assert is_read(sql) is read
+
+
 class _Sent:
     """What the client sent Postgres (libpq's own protocol trace of the connection)."""
 
