@@ -169,7 +169,8 @@ class ResilientProviderConfig(ProviderConfig):  # type: ignore[misc]
             if self.redis is not None and self._claim(f"{self.shared_key}:kid-refresh", self.kid_refresh_interval) is None:
                 self._adopt_shared(newer_only=True)  # another worker refreshes; take what is shared
                 return
-            emit(Event("auth", "unknown_kid_refresh", BREAKER, {"kid": kid[:40]}))
+            # the kid comes from an unverified token's header: client input, so only its digest is logged
+            emit(Event("auth", "unknown_kid_refresh", BREAKER, {"kid_sha256": digest(kid, 16)}))
             try:
                 self._refresh(force=True)
             except EntraUnavailable:

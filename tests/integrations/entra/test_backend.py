@@ -120,6 +120,19 @@ def test_unknown_key_ids_trigger_at_most_one_refresh_per_interval(entra, idp):
     assert idp.fetches["keys"] - before <= 1
 
 
+def test_a_tokens_key_id_reaches_the_log_only_as_a_digest(entra, idp, caplog):
+    """Found by a README audit: the kid of an unverified token (client input) was an event field."""
+    import logging
+
+    forged = SigningKey()
+    forged.kid = "attacker-chosen-text-" + uuid.uuid4().hex[:8]
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        assert me(idp.token(key=forged)).status_code == 401
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("unknown_kid_refresh" in line and "kid_sha256=" in line for line in lines)
+    assert not any("attacker-chosen-text" in line for line in lines)
+
+
 def test_a_slow_provider_is_cut_off_by_the_request_deadline(entra, idp, settings):
     settings.MIDDLEWARE = ["resilience.middleware.ResilienceMiddleware"]
     settings.RESILIENCE = {**settings.RESILIENCE, "ROUTES": [{"path": "*", "timeout": 0.5}]}
