@@ -5,6 +5,7 @@ fallbacks derive from them to know whose data they may serve."""
 from __future__ import annotations
 
 import contextvars
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,8 @@ def tenant_of(request: Any) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a broken resolver must not turn into a 500
         emit(Event("tenancy", "resolver_failed", "TENANT_RESOLVER", {"error": type(exc).__name__}))  # summarised
         value = None
+    if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):  # a primary key or a UUID, as text
+        value = str(value)
     tenant = value if isinstance(value, str) and value else None
     try:
         request._resilience_tenant = tenant

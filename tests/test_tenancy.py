@@ -8,6 +8,7 @@ from resilience.exceptions import ConfigurationError
 from resilience.tenancy import current_request, parse_resolver, scope_key, tenant_of
 
 CALLS = []
+UUID = __import__("uuid").UUID("12345678-1234-5678-1234-567812345678")
 
 
 def counting(request):
@@ -47,12 +48,22 @@ def test_the_tenant_is_resolved_once_per_request(resolver):
     assert len(CALLS) == 2
 
 
-@pytest.mark.parametrize("value", ["", 42, ["acme"], None])
-def test_anything_but_a_non_empty_string_is_no_tenant(resolver, value):
+@pytest.mark.parametrize("value", ["", ["acme"], None, True, 4.2])
+def test_anything_but_a_non_empty_string_a_whole_number_or_a_uuid_is_no_tenant(resolver, value):
     resolver("counting")
     request = RequestFactory().get("/")
     request.tid = value
     assert tenant_of(request) is None
+
+
+@pytest.mark.parametrize(("value", "tenant"), [(42, "42"), (0, "0"), (UUID, str(UUID))])
+def test_a_whole_number_or_a_uuid_is_the_tenant_as_text(resolver, value, tenant):
+    """Found by a README audit: a resolver returning a primary key silently meant no tenant: no tenant
+    limits, no stale values."""
+    resolver("counting")
+    request = RequestFactory().get("/")
+    request.tid = value
+    assert tenant_of(request) == tenant
 
 
 def test_a_failing_resolver_is_no_tenant_and_one_event(resolver, caplog):
