@@ -1,5 +1,7 @@
 """``ENGINE: "resilience.backends.postgresql"``: Django's Postgres backend plus the guards of ``integrations.postgres``."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -31,13 +33,16 @@ class _UnwrappedCallsBounded:
     cursor: Any
 
     def callproc(self, *args: Any, **kwargs: Any) -> Any:
-        bound_unwrapped(self.db, self.cursor)
-        return super().callproc(*args, **kwargs)  # type: ignore[misc]
+        with bound_unwrapped(self.db, self.cursor):
+            return super().callproc(*args, **kwargs)  # type: ignore[misc]
 
-    def copy(self, *args: Any, **kwargs: Any) -> Any:
-        bound_unwrapped(self.db, self.cursor)
-        parent = getattr(super(), "copy", None)  # the debug wrapper logs it; the plain one has none
-        return parent(*args, **kwargs) if parent is not None else self.cursor.copy(*args, **kwargs)
+    @contextmanager
+    def copy(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """psycopg's ``cursor.copy()``: the rows are read or written inside the ``with`` block, so it is bounded there."""
+        with bound_unwrapped(self.db, self.cursor):
+            parent = getattr(super(), "copy", None)  # the debug wrapper logs it; the plain one has none
+            with parent(*args, **kwargs) if parent is not None else self.cursor.copy(*args, **kwargs) as copy:
+                yield copy
 
 
 class CursorWrapper(_UnwrappedCallsBounded, DjangoCursorWrapper):

@@ -226,17 +226,26 @@ def statement_guard(execute: Callable[..., Any], sql: str, params: Any, many: bo
         raise unavailable(db, exc, sent=progress["sent"] and not read) from exc
 
 
-def bound_unwrapped(db: Any, raw_cursor: Any) -> None:
-    """Before a call Django's execute wrappers never see (``callproc``, ``COPY``): the deadline's
-    ``statement_timeout``, or none of ours left from an earlier statement on this connection."""
+@contextmanager
+def bound_unwrapped(db: Any, raw_cursor: Any) -> Iterator[None]:
+    """Around a call Django's execute wrappers never see (``callproc``, ``COPY``): the deadline's
+    ``statement_timeout`` (none of ours left from an earlier statement on this connection when there
+    is no deadline), and its cancellation raised as ``DeadlineExceeded``, as for any statement."""
     in_transaction = db.in_atomic_block or not db.get_autocommit()
     left = remaining()
     if left is None:
         clear_statement_timeout(db, raw_cursor, in_transaction)
+        yield
         return
     if left <= 0:
         raise DeadlineExceeded("deadline passed before the statement was sent")
     set_statement_timeout(db, raw_cursor, left, local=in_transaction)
+    try:
+        yield
+    except Exception as exc:
+        if sqlstate(exc) == QUERY_CANCELED:
+            raise DeadlineExceeded("statement cancelled at the deadline") from exc
+        raise
 
 
 def guarded_connect(connect: Callable[[Any], T], conn_params: dict[str, Any], alias: str) -> T:
