@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from resilience.conf import resilience_settings
 from resilience.exceptions import ConfigurationError
 from resilience.storage.redis.client import cache_locations, cluster_cache, cluster_location, not_a_cache
-from resilience.storage.redis.urls import is_url, tls_files
+from resilience.storage.redis.urls import TLS_FILE_ARGUMENTS, is_url, tls_files
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
@@ -58,11 +58,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     elif is_url(redis_setting):  # whether a file is there is a fact of this machine, not of the setting: here only
-        messages += [
-            Error(f'RESILIENCE["REDIS"] names {name}={file!r}, which is not a file.', id="resilience.E001")
-            for name, file in tls_files(redis_setting)
-            if not os.path.isfile(file)
-        ]
+        messages += _missing_files([('RESILIENCE["REDIS"]', name, file) for name, file in tls_files(redis_setting)])
     else:
         caches = getattr(settings, "CACHES", {})
         if redis_setting not in caches:
@@ -100,7 +96,12 @@ def _missing_cache_tls_files(alias: str, cache: dict[str, Any], locations: list[
     named = [(f'CACHES[{alias!r}]["LOCATION"]', name, file) for url in locations for name, file in tls_files(url)]
     if isinstance(pool, dict):
         named += [(f'CACHES[{alias!r}]["OPTIONS"]["CONNECTION_POOL_KWARGS"]', name, pool[name])
-                  for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if isinstance(pool.get(name), str)]  # fmt: skip
+                  for name in TLS_FILE_ARGUMENTS if isinstance(pool.get(name), str)]  # fmt: skip
+    return _missing_files(named)
+
+
+def _missing_files(named: list[tuple[str, str, str]]) -> list[Any]:
+    """E001 for each (where, argument, file) whose file is not there."""
     return [
         Error(f"{where} names {name}={file!r}, which is not a file.", id="resilience.E001")
         for where, name, file in named
@@ -182,7 +183,7 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     the deploy, not answer 500 later."""
     if not _settings_load():
         return []
-    from resilience.ratelimit.policies import LOGIN_SCOPES, policy
+    from resilience.ratelimit.policies import LOGIN_SCOPES, check_login_fail, policy
 
     hint = "See the rate limiting section of README.md."
     messages: list[Any] = []
@@ -199,12 +200,10 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for name, rate, where in rates:
         try:
             rule = policy(name, rate, where, "local" if name in LOGIN_SCOPES else "open")
+            if name in LOGIN_SCOPES:  # LoginRateThrottle would refuse it at every login
+                check_login_fail(rule, where)
         except ConfigurationError as exc:
             messages.append(Error(str(exc), hint=hint, id="resilience.E012"))
-            continue
-        if name in LOGIN_SCOPES and rule.fail == "open":  # LoginRateThrottle would refuse it at every login
-            messages.append(Error(f'{where}: login limits never fail open; use "local" (default) or "closed"', hint=hint,
-                                  id="resilience.E012"))  # fmt: skip
     return messages
 
 

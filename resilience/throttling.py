@@ -32,7 +32,7 @@ from resilience.core.gcra import LimitState, RateDecision
 from resilience.exceptions import ConfigurationError
 from resilience.ratelimit.identity import client_address, identity_text, normalise
 from resilience.ratelimit.limiter import limiter
-from resilience.ratelimit.policies import CHECK_PREFIX, RatePolicy, policy
+from resilience.ratelimit.policies import CHECK_PREFIX, RatePolicy, check_login_fail, policy
 from resilience.tenancy import tenant_of
 
 _DECISION = "_resilience_throttle_decision"
@@ -219,8 +219,7 @@ class LoginRateThrottle(ResilienceThrottle):
         for scope, identity, rate in wanted:
             rule = self.rate_policy(scope, rate, required=scope == "login")
             if rule is not None:
-                if rule.fail == "open":
-                    raise ConfigurationError(f'{scope}: login limits never fail open; use "local" (default) or "closed"')
+                check_login_fail(rule, scope)
                 pairs.append((rule, identity))
         return pairs + extra
 

@@ -110,6 +110,12 @@ def policy(name: str, spec: Any, where: str, default_fail: str = "open", *, spac
     return RatePolicy(name, rate, period, burst, fail, shadow, space)
 
 
+def check_login_fail(rule: RatePolicy, where: str) -> None:
+    """Login limits never fail open (a Redis outage must not lift them): ``ConfigurationError`` naming ``where``."""
+    if rule.fail == "open":
+        raise ConfigurationError(f'{where}: login limits never fail open; use "local" (default) or "closed"')
+
+
 @dataclass(frozen=True)
 class RateLimitSettings:
     """``RESILIENCE["RATE_LIMITS"]`` parsed: the default fail mode, how IPv6 clients are grouped, and

@@ -49,12 +49,15 @@ def check_url(setting: str) -> None:
         raise ValueError("the database is a number")
 
 
+TLS_FILE_ARGUMENTS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # redis-py's arguments that name files
+
+
 def tls_files(url: str) -> list[tuple[str, str]]:
-    """The certificate and key files a URL's query names (``ssl_ca_certs`` and the like)."""
+    """The certificate and key files a URL's query names (``TLS_FILE_ARGUMENTS``)."""
     from urllib.parse import parse_qsl
 
     query = url.partition("?")[2]
-    return [(name, file) for name, file in parse_qsl(query) if name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")]
+    return [(name, file) for name, file in parse_qsl(query) if name in TLS_FILE_ARGUMENTS]
 
 
 QUERY_ARGUMENT = re.compile(r"[?&]([^=&?#]*)=")
