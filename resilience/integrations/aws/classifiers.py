@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resilience.exceptions import CircuitOpenError
 from resilience.integrations.extras import optional
 
 THROTTLING = "throttling"
@@ -55,6 +56,22 @@ def _maybe_applied(exc: BaseException | None) -> bool:
     from botocore.exceptions import ConnectionError, HTTPClientError
 
     return isinstance(exc, HTTPClientError) and not isinstance(exc, ConnectionError)
+
+
+def unapplied(exc: BaseException) -> bool:
+    """The failed call applied nothing: nothing was sent (an open breaker, no connection made: the
+    opposite of ``_maybe_applied``) or the service refused it unprocessed (throttling). Not after a
+    read timeout or a 5xx."""
+    if isinstance(exc, CircuitOpenError):
+        return True
+    code, _ = client_error_details(exc)
+    if code is not None:
+        return code in THROTTLING_CODES
+    if optional("botocore") is None:
+        return False
+    from botocore.exceptions import ConnectionError
+
+    return isinstance(exc, ConnectionError)
 
 
 def is_read(operation_model: Any) -> bool:

@@ -50,12 +50,12 @@ from resilience.core.deadline import deadline, remaining
 from resilience.core.event import Event
 from resilience.exceptions import CircuitOpenError, ConfigurationError, DeadlineExceeded
 from resilience.integrations.aws.classifiers import (
-    THROTTLING_CODES,
     client_error_details,
     is_read,
     read_or_tokened,
     retry_kind,
     service_fault,
+    unapplied,
 )
 from resilience.integrations.aws.protection import protect
 from resilience.integrations.aws.protection import session as protected_session
@@ -87,18 +87,6 @@ def failover_reason(exc: BaseException, operation_model: Any) -> str | None:
         code, status = client_error_details(exc)
         return (code or str(status)) if service_fault(code, status) else None  # other 4xx: the caller's doing
     return type(exc).__name__ if retry_kind(None, None, exc, operation_model) is not None else None
-
-
-def unapplied(exc: BaseException) -> bool:
-    """The failed call applied nothing: nothing was sent (an open breaker, no connection made) or
-    the service refused it unprocessed (throttling). Not after a read timeout or a 5xx."""
-    if isinstance(exc, CircuitOpenError):
-        return True
-    if isinstance(exc, ClientError):
-        return client_error_details(exc)[0] in THROTTLING_CODES
-    from botocore.exceptions import ConnectionError as NoConnection  # no connection, connect timeout, TLS, proxy
-
-    return isinstance(exc, NoConnection)
 
 
 class FailoverClient:
