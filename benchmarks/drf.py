@@ -107,7 +107,7 @@ def variants(url: str) -> dict[str, harness.Variant]:
 
     ours, theirs = Ours(), Theirs()
     ping = redis.Redis.from_url(url)
-    bare = _bare_round_trip(url)
+    bare = harness.bare_round_trip(url)
 
     def check(view: Any) -> Callable[[Any], bool]:
         def run(request: Any) -> bool:
@@ -119,30 +119,10 @@ def variants(url: str) -> dict[str, harness.Variant]:
     return {
         "build": harness.Variant("building the Django + DRF request (taken off the others)", cycling(lambda r: True), True),
         "ping": harness.Variant("redis-py PING (+ building the request)", cycling(lambda r: ping.ping()), True, 200),
-        "bare": harness.Variant("a bare round trip: PING on a raw socket (+ building the request)", cycling(bare), True, 200),
+        "bare": harness.Variant("a bare round trip: PING on a raw socket (+ the request)", cycling(lambda r: bare()), True, 200),
         "ours": harness.Variant("resilience IPRateThrottle + TenantRateThrottle", cycling(check(ours)), True, 200),
         "drf": harness.Variant("DRF AnonRateThrottle on django-redis", cycling(check(theirs)), True, 200),
     }
-
-
-def _bare_round_trip(url: str) -> Callable[[Any], bool]:
-    """A PING and its reply on a raw socket: a round trip with no client library's work."""
-    import socket
-    from urllib.parse import urlsplit
-
-    where = urlsplit(url)
-    sock = socket.create_connection((where.hostname or "127.0.0.1", where.port or 6379), timeout=5)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if where.password:  # the raw socket would be refused: time redis-py's PING instead
-        client = redis.Redis.from_url(url)
-        return lambda request: client.ping()
-    send, recv = sock.sendall, sock.recv
-
-    def run(request: Any) -> bool:
-        send(b"*1\r\n$4\r\nPING\r\n")
-        return recv(64) == b"+PONG\r\n"
-
-    return run
 
 
 def commands_per_check(variant: harness.Variant, calls: int) -> tuple[float, str]:

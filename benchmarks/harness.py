@@ -137,6 +137,31 @@ def table(headers: list[str], rows: list[list[str]], align: str) -> str:
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
+def bare_round_trip(url: str) -> Callable[[], bool]:
+    """A Redis round trip with no client library's work: a ``PING`` written and its ``+PONG`` read on
+    a raw socket of its own (AUTH first when ``url`` has a password). The least any client can do."""
+    import socket
+    from urllib.parse import unquote, urlsplit
+
+    where = urlsplit(url)
+    sock = socket.create_connection((where.hostname or "127.0.0.1", where.port or 6379), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(*parts: str) -> bool:
+        encoded = [p.encode() for p in parts]
+        sock.sendall(b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded))
+        reply = sock.recv(64)
+        while not reply.endswith(b"\r\n"):
+            reply += sock.recv(64)
+        if not reply.startswith(b"+"):
+            raise RuntimeError(f"Redis answered {reply[:80]!r}")
+        return True
+
+    if where.password:
+        send("AUTH", unquote(where.username or "default"), unquote(where.password))
+    return functools.partial(send, "PING")
+
+
 def reachable(client: Any, url: str) -> bool:
     """True when Redis answers a PING; otherwise says why the benchmark cannot compare (exit code 2)."""
     try:

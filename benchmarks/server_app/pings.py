@@ -7,19 +7,12 @@ about 137,000 instructions more; ``benchmarks/instructions.py``), so no stack ca
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-PING = b"*1\r\n$4\r\nPING\r\n"
-
-
-def _command(*parts: str) -> bytes:
-    encoded = [p.encode() for p in parts]
-    return b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)
+from benchmarks.harness import bare_round_trip
 
 
 class TwoPings:
@@ -27,22 +20,9 @@ class TwoPings:
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
-        url = urlsplit(settings.BENCH_REDIS_URL)
-        self.sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=5)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if url.password:
-            self._round_trip(_command("AUTH", unquote(url.username or "default"), unquote(url.password)))
-
-    def _round_trip(self, command: bytes) -> bytes:
-        self.sock.sendall(command)
-        reply = self.sock.recv(64)
-        while not reply.endswith(b"\r\n"):
-            reply += self.sock.recv(64)
-        if not reply.startswith(b"+"):
-            raise RuntimeError(f"Redis answered {reply[:80]!r}")
-        return reply
+        self.round_trip = bare_round_trip(settings.BENCH_REDIS_URL)
 
     def __call__(self, request: Any) -> Any:
-        self._round_trip(PING)
-        self._round_trip(PING)
+        self.round_trip()
+        self.round_trip()
         return self.get_response(request)
