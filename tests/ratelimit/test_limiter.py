@@ -155,3 +155,21 @@ def test_a_stalled_redis_costs_a_few_slow_decisions_not_seconds_of_them(own_redi
     finally:
         proxy.heal()
         proxy.close()
+
+
+def test_connections_the_server_closed_while_idle_cost_no_decision_its_fail_mode(own_redis):
+    """Found by a fresh-project trial: after CLIENT KILL (or a Redis restart, or its idle timeout) each
+    pooled connection failed one decision, so fail-open limits admitted over their limit, and a burst
+    of them tripped the redis:ratelimit breaker: a second of admitting everything."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    limiter = limiter_on(own_redis)
+    rule = policy("ip", {"rate": "5/min", "fail": "open"}, "x")
+    with ThreadPoolExecutor(4) as pool:  # several connections in the idle stack
+        list(pool.map(lambda n: limiter.hit([(rule, f"warm-{n}")], "t"), range(40)))
+    killed = redis.Redis(port=own_redis.port).client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 2
+    answers = [limiter.hit([(rule, "198.51.100.7")], "t").allowed for _ in range(10)]
+    assert answers == [True] * 5 + [False] * 5  # every decision in Redis, exact

@@ -93,28 +93,35 @@ class FastScript:
         return ("".join(parts).encode(),)
 
     def _send(self, command: tuple[bytes], factory: Callable[[], AbstractConnection], idle: deque[AbstractConnection]) -> Any:
-        connection = self._take(factory, idle)
+        try:
+            connection = idle.pop()  # append/pop are atomic: no lock on the hot path
+        except IndexError:
+            return self._exchange(factory(), command, idle)
+        try:
+            return self._exchange(connection, command, idle)
+        except redis.exceptions.ConnectionError:  # not a TimeoutError: the server closed this idle connection
+            # (a restart, its own timeout, CLIENT KILL) before the command reached it, so nothing ran: once
+            # more on a new one, else each connection that died while idle would cost a decision its fail mode
+            return self._exchange(factory(), command, idle)
+
+    def _exchange(self, connection: AbstractConnection, command: tuple[bytes], idle: deque[AbstractConnection]) -> Any:
+        """The command and its reply on ``connection``, which goes back to ``idle`` unless it broke."""
         try:
             connection.send_packed_command(command)
             try:
-                return connection.read_response()
+                reply = connection.read_response()
             except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it, once
                 self._client.script_load(self._source)
                 connection.send_packed_command(command)
-                return connection.read_response()
+                reply = connection.read_response()
         except redis.exceptions.ResponseError:
-            raise  # the reply was read whole: the connection is clean
+            idle.append(connection)  # the reply was read whole: the connection is clean
+            raise
         except BaseException:
             connection.disconnect()  # a reply may still be on its way: never let another call read it
             raise
-        finally:
-            idle.append(connection)
-
-    def _take(self, factory: Callable[[], AbstractConnection], idle: deque[AbstractConnection]) -> AbstractConnection:
-        try:
-            return idle.pop()
-        except IndexError:
-            return factory()
+        idle.append(connection)
+        return reply
 
     def _on_slot_node(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         """The packed command on the connection stack of the node that serves ``keys[0]``'s slot."""
