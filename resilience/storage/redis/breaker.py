@@ -86,6 +86,7 @@ class RedisBreakerStore(BreakerStore):
         self._scripts = breaker_scripts(client)
         self._names_add = names_add(client)
         self._registered: set[str] = set()
+        self._names_due = 0.0  # monotonic time this process's names are written to the shared set again
         self._adopted: dict[str, tuple[int, int]] = {}  # name -> (Redis µs, gen) of the newest read adopted
         self._adopt_lock = threading.Lock()
         self._stop = threading.Event()
@@ -223,15 +224,29 @@ class RedisBreakerStore(BreakerStore):
         if name in self._registered or not self.healthy:
             return
         try:
-            self._names_add(
-                NamesAddKeys(names=self._names_key), NamesAddArgs(name=name, max_names=MAX_SHARED_NAMES, ttl=self._ttl)
-            )
+            self._add_name(name)
             self.refresh({name})
         except REDIS_ERRORS as exc:
             self._failed(exc)
         else:
             self._health.succeeded()
             self._registered.add(name)
+
+    def _add_name(self, name: str) -> None:
+        self._names_add(NamesAddKeys(names=self._names_key), NamesAddArgs(name=name, max_names=MAX_SHARED_NAMES, ttl=self._ttl))
+
+    def _keep_names(self) -> None:
+        """This process's names in the shared set again when it is gone (Redis restarted without
+        persistence) or every half ``STATE_TTL`` (it expires): else breakers in use drop out of
+        ``manage.py breakers`` and the admin, and cannot be forced by name. On the sync thread's poll."""
+        if not self._registered:
+            return
+        now = time.monotonic()
+        if now < self._names_due and self._client.exists(self._names_key):
+            return
+        for name in list(self._registered):  # a copy: register() adds from other threads
+            self._add_name(name)
+        self._names_due = now + self._ttl / 2
 
     def names(self) -> set[str]:
         names = self._local.names()
@@ -355,6 +370,7 @@ class RedisBreakerStore(BreakerStore):
                 if time.monotonic() >= next_poll:
                     self.refresh()
                     self._push_stats()
+                    self._keep_names()
                     next_poll = time.monotonic() + self._sync_interval
                 self._health.succeeded()
             except REDIS_ERRORS as exc:

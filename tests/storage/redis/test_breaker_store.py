@@ -268,3 +268,14 @@ def test_closing_a_store_ends_its_sync_thread_waiting_for_a_notice_without_repor
     s.close()  # cuts the subscription's socket: the thread's wait ends now, not at its next timeout
     assert thread is not None and not thread.is_alive()
     assert [e for e in events if e.kind == "store_unavailable"] == []
+
+
+def test_names_in_use_come_back_to_the_shared_set_after_redis_loses_it(store, key_prefix, test_redis):
+    """Found by a fresh-project trial: after Redis restarted without persistence, breakers in use were
+    missing from `manage.py breakers` and `breakers open <name>` said unknown, until every server restarted."""
+    from tests.waiting import wait_for
+
+    store.register("kept")
+    assert test_redis.sismember(f"{key_prefix}:breakers", "kept")
+    test_redis.delete(f"{key_prefix}:breakers")  # what a restart without persistence leaves
+    assert wait_for(lambda: test_redis.sismember(f"{key_prefix}:breakers", "kept"), timeout=3.0)
